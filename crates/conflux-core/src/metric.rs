@@ -1,0 +1,829 @@
+//! The normalized metric and the [`Batch`] that carries many of them.
+//!
+//! A batch keeps every string of its metrics in one arena and every tag and
+//! field in flat arrays, so a parser fills a batch without allocating per
+//! metric, per tag or per field, and fanning a batch out to N sinks shares one
+//! `Arc<Batch>`. [`Metric`] is the owned form, for tests and for callers that
+//! build metrics one at a time.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+/// A field value, borrowed from a [`Batch`] (or from the caller when building).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value<'a> {
+    /// 64-bit float (line protocol `1.5`).
+    Float(f64),
+    /// Signed integer (line protocol `1i`).
+    Int(i64),
+    /// Unsigned integer (line protocol `1u`).
+    UInt(u64),
+    /// Boolean.
+    Bool(bool),
+    /// String.
+    Str(&'a str),
+}
+
+impl Value<'_> {
+    /// The value as an owned [`FieldValue`].
+    pub fn to_owned_value(self) -> FieldValue {
+        match self {
+            Value::Float(v) => FieldValue::Float(v),
+            Value::Int(v) => FieldValue::Int(v),
+            Value::UInt(v) => FieldValue::UInt(v),
+            Value::Bool(v) => FieldValue::Bool(v),
+            Value::Str(v) => FieldValue::Str(v.to_owned()),
+        }
+    }
+
+    /// The value as a float where it is a number; bools give 1 or 0 and strings `None`.
+    /// Large integers lose precision, as they do in every float-only target.
+    pub fn as_f64(self) -> Option<f64> {
+        match self {
+            Value::Float(v) => Some(v),
+            Value::Int(v) => Some(v as f64),
+            Value::UInt(v) => Some(v as f64),
+            Value::Bool(v) => Some(if v { 1.0 } else { 0.0 }),
+            Value::Str(_) => None,
+        }
+    }
+
+    /// Short name of the type, for error messages and counters.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            Value::Float(_) => "float",
+            Value::Int(_) => "int",
+            Value::UInt(_) => "uint",
+            Value::Bool(_) => "bool",
+            Value::Str(_) => "string",
+        }
+    }
+}
+
+/// An owned field value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldValue {
+    /// 64-bit float.
+    Float(f64),
+    /// Signed integer.
+    Int(i64),
+    /// Unsigned integer.
+    UInt(u64),
+    /// Boolean.
+    Bool(bool),
+    /// String.
+    Str(String),
+}
+
+impl FieldValue {
+    /// Borrow as a [`Value`].
+    pub fn as_value(&self) -> Value<'_> {
+        match self {
+            FieldValue::Float(v) => Value::Float(*v),
+            FieldValue::Int(v) => Value::Int(*v),
+            FieldValue::UInt(v) => Value::UInt(*v),
+            FieldValue::Bool(v) => Value::Bool(*v),
+            FieldValue::Str(v) => Value::Str(v),
+        }
+    }
+}
+
+impl From<f64> for FieldValue {
+    fn from(v: f64) -> Self {
+        FieldValue::Float(v)
+    }
+}
+impl From<i64> for FieldValue {
+    fn from(v: i64) -> Self {
+        FieldValue::Int(v)
+    }
+}
+impl From<u64> for FieldValue {
+    fn from(v: u64) -> Self {
+        FieldValue::UInt(v)
+    }
+}
+impl From<bool> for FieldValue {
+    fn from(v: bool) -> Self {
+        FieldValue::Bool(v)
+    }
+}
+impl From<&str> for FieldValue {
+    fn from(v: &str) -> Self {
+        FieldValue::Str(v.to_owned())
+    }
+}
+impl From<String> for FieldValue {
+    fn from(v: String) -> Self {
+        FieldValue::Str(v)
+    }
+}
+
+/// One owned metric: name, tags sorted by key, one or more fields, timestamp in
+/// nanoseconds since the Unix epoch (UTC).
+///
+/// Build with [`Metric::new`] and the chaining helpers; [`Batch::push`] checks
+/// the invariants (sorts tags, rejects duplicate tag keys and empty field sets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metric {
+    /// Measurement (Influx) or series name (OpenTSDB, KairosDB, Graphite).
+    pub name: String,
+    /// Tags, sorted by key once the metric went through a [`Batch`].
+    pub tags: Vec<(String, String)>,
+    /// Fields in their original order; keys unique.
+    pub fields: Vec<(String, FieldValue)>,
+    /// Nanoseconds since the Unix epoch, UTC.
+    pub timestamp: i64,
+}
+
+impl Metric {
+    /// A metric with a name, no tags, no fields and timestamp 0.
+    pub fn new(name: impl Into<String>) -> Self {
+        Metric {
+            name: name.into(),
+            tags: Vec::new(),
+            fields: Vec::new(),
+            timestamp: 0,
+        }
+    }
+
+    /// Add a tag.
+    #[must_use]
+    pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.tags.push((key.into(), value.into()));
+        self
+    }
+
+    /// Add a field.
+    #[must_use]
+    pub fn field(mut self, key: impl Into<String>, value: impl Into<FieldValue>) -> Self {
+        self.fields.push((key.into(), value.into()));
+        self
+    }
+
+    /// Set the timestamp (ns since the epoch).
+    #[must_use]
+    pub fn at(mut self, timestamp_ns: i64) -> Self {
+        self.timestamp = timestamp_ns;
+        self
+    }
+}
+
+/// Why a metric could not be added to a batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetricError {
+    /// The metric has an empty name.
+    #[error("missing metric name")]
+    EmptyName,
+    /// The metric has no fields.
+    #[error("missing fields")]
+    NoFields,
+    /// A tag key was empty.
+    #[error("empty tag key")]
+    EmptyTagKey,
+    /// A field key was empty.
+    #[error("empty field key")]
+    EmptyFieldKey,
+    /// Two tags had the same key.
+    #[error("duplicate tags")]
+    DuplicateTag,
+    /// The batch arena would pass 4 GiB.
+    #[error("batch too large")]
+    BatchTooLarge,
+}
+
+/// How [`MetricBuilder::finish_with`] treats two tags with the same key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DuplicateTags {
+    /// Reject the metric (InfluxDB's rule).
+    #[default]
+    Reject,
+    /// Keep the tag added last.
+    LastWins,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum RawValue {
+    Float(f64),
+    Int(i64),
+    UInt(u64),
+    Bool(bool),
+    Str(Span),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct TagRec {
+    key: Span,
+    value: Span,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FieldRec {
+    key: Span,
+    value: RawValue,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Rec {
+    name: Span,
+    tags_start: u32,
+    tags_end: u32,
+    fields_start: u32,
+    fields_end: u32,
+    timestamp: i64,
+}
+
+/// Many metrics in one arena. Shared between sinks as `Arc<Batch>`.
+#[derive(Clone, Default)]
+pub struct Batch {
+    arena: String,
+    metrics: Vec<Rec>,
+    tags: Vec<TagRec>,
+    fields: Vec<FieldRec>,
+}
+
+impl fmt::Debug for Batch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl PartialEq for Batch {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().zip(other.iter()).all(|(a, b)| a == b)
+    }
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty batch with room for `metrics` metrics and `bytes` bytes of strings.
+    /// Tags and fields are sized for ten per metric, a typical Telegraf line.
+    pub fn with_capacity(metrics: usize, bytes: usize) -> Self {
+        Batch {
+            arena: String::with_capacity(bytes),
+            metrics: Vec::with_capacity(metrics),
+            tags: Vec::with_capacity(metrics * 10),
+            fields: Vec::with_capacity(metrics * 10),
+        }
+    }
+
+    /// Number of metrics.
+    pub fn len(&self) -> usize {
+        self.metrics.len()
+    }
+
+    /// True when the batch holds no metric.
+    pub fn is_empty(&self) -> bool {
+        self.metrics.is_empty()
+    }
+
+    /// Number of points (field values) over all metrics.
+    pub fn points(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// Bytes of string data held (a rough size for accounting).
+    pub fn arena_bytes(&self) -> usize {
+        self.arena.len()
+    }
+
+    /// Remove every metric, keeping the allocations for reuse.
+    pub fn clear(&mut self) {
+        self.arena.clear();
+        self.metrics.clear();
+        self.tags.clear();
+        self.fields.clear();
+    }
+
+    /// The metric at `index`.
+    ///
+    /// # Panics
+    /// When `index >= self.len()`.
+    pub fn get(&self, index: usize) -> MetricRef<'_> {
+        MetricRef {
+            batch: self,
+            rec: &self.metrics[index],
+        }
+    }
+
+    /// Iterate over the metrics in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = MetricRef<'_>> + Clone + '_ {
+        self.metrics.iter().map(move |rec| MetricRef { batch: self, rec })
+    }
+
+    /// Start a metric. Add tags and fields to the returned builder, then call
+    /// [`MetricBuilder::finish`]; a builder dropped without finishing leaves the
+    /// batch as it was.
+    pub fn metric(&mut self, name: &str) -> MetricBuilder<'_> {
+        let mark = Mark {
+            arena: self.arena.len(),
+            tags: self.tags.len(),
+            fields: self.fields.len(),
+        };
+        let name = self.intern(name);
+        MetricBuilder {
+            batch: self,
+            mark,
+            name,
+            finished: false,
+        }
+    }
+
+    /// Add an owned metric, checking the same rules as the builder.
+    ///
+    /// # Errors
+    /// The rule the metric breaks; the batch is then unchanged.
+    pub fn push(&mut self, metric: &Metric) -> Result<(), MetricError> {
+        let mut b = self.metric(&metric.name);
+        for (k, v) in &metric.tags {
+            b.tag(k, v);
+        }
+        for (k, v) in &metric.fields {
+            b.field(k, v.as_value());
+        }
+        b.finish(metric.timestamp)
+    }
+
+    /// Add a metric read from another batch (already valid).
+    pub fn push_ref(&mut self, metric: MetricRef<'_>) {
+        let mut b = self.metric(metric.name());
+        for (k, v) in metric.tags() {
+            b.tag(k, v);
+        }
+        for (k, v) in metric.fields() {
+            b.field(k, v);
+        }
+        // The source already holds the invariants; only the 4 GiB cap can fail.
+        let _ = b.finish(metric.timestamp());
+    }
+
+    fn intern(&mut self, s: &str) -> Span {
+        let start = self.arena.len();
+        self.arena.push_str(s);
+        // Lengths past u32 are caught in `finish` through the arena size check.
+        Span {
+            start: start as u32,
+            len: s.len() as u32,
+        }
+    }
+
+    fn str(&self, span: Span) -> &str {
+        let start = span.start as usize;
+        // Spans always come from `intern`, on char boundaries of valid UTF-8.
+        self.arena
+            .get(start..start + span.len as usize)
+            .unwrap_or_default()
+    }
+
+    fn value(&self, v: RawValue) -> Value<'_> {
+        match v {
+            RawValue::Float(x) => Value::Float(x),
+            RawValue::Int(x) => Value::Int(x),
+            RawValue::UInt(x) => Value::UInt(x),
+            RawValue::Bool(x) => Value::Bool(x),
+            RawValue::Str(s) => Value::Str(self.str(s)),
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Batch {
+    type Item = MetricRef<'a>;
+    type IntoIter = Box<dyn Iterator<Item = MetricRef<'a>> + 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+impl FromIterator<Metric> for Batch {
+    /// Collect owned metrics; invalid ones are skipped (use [`Batch::push`] to see why).
+    fn from_iter<T: IntoIterator<Item = Metric>>(iter: T) -> Self {
+        let mut batch = Batch::new();
+        for m in iter {
+            let _ = batch.push(&m);
+        }
+        batch
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Mark {
+    arena: usize,
+    tags: usize,
+    fields: usize,
+}
+
+/// Adds one metric to a [`Batch`]; see [`Batch::metric`].
+pub struct MetricBuilder<'b> {
+    batch: &'b mut Batch,
+    mark: Mark,
+    name: Span,
+    finished: bool,
+}
+
+impl MetricBuilder<'_> {
+    /// Add a tag. Order does not matter: tags are sorted in `finish`.
+    pub fn tag(&mut self, key: &str, value: &str) -> &mut Self {
+        let key = self.batch.intern(key);
+        let value = self.batch.intern(value);
+        self.batch.tags.push(TagRec { key, value });
+        self
+    }
+
+    /// Add a field. A later field with the same key replaces an earlier one.
+    pub fn field(&mut self, key: &str, value: Value<'_>) -> &mut Self {
+        let key = self.batch.intern(key);
+        let value = match value {
+            Value::Float(x) => RawValue::Float(x),
+            Value::Int(x) => RawValue::Int(x),
+            Value::UInt(x) => RawValue::UInt(x),
+            Value::Bool(x) => RawValue::Bool(x),
+            Value::Str(s) => RawValue::Str(self.batch.intern(s)),
+        };
+        self.batch.fields.push(FieldRec { key, value });
+        self
+    }
+
+    /// Number of fields added so far (duplicates included).
+    pub fn field_count(&self) -> usize {
+        self.batch.fields.len() - self.mark.fields
+    }
+
+    /// Number of tags added so far.
+    pub fn tag_count(&self) -> usize {
+        self.batch.tags.len() - self.mark.tags
+    }
+
+    /// Finish the metric, rejecting duplicate tag keys.
+    ///
+    /// # Errors
+    /// The rule the metric breaks; the batch is then as it was before
+    /// [`Batch::metric`].
+    pub fn finish(self, timestamp_ns: i64) -> Result<(), MetricError> {
+        self.finish_with(timestamp_ns, DuplicateTags::Reject)
+    }
+
+    /// Finish the metric with a chosen rule for duplicate tag keys.
+    ///
+    /// # Errors
+    /// As [`MetricBuilder::finish`].
+    pub fn finish_with(mut self, timestamp_ns: i64, dups: DuplicateTags) -> Result<(), MetricError> {
+        self.check_and_normalize(dups)?;
+        let b = &mut *self.batch;
+        b.metrics.push(Rec {
+            name: self.name,
+            tags_start: self.mark.tags as u32,
+            tags_end: b.tags.len() as u32,
+            fields_start: self.mark.fields as u32,
+            fields_end: b.fields.len() as u32,
+            timestamp: timestamp_ns,
+        });
+        self.finished = true;
+        Ok(())
+    }
+
+    fn check_and_normalize(&mut self, dups: DuplicateTags) -> Result<(), MetricError> {
+        let b = &mut *self.batch;
+        if b.arena.len() > u32::MAX as usize || b.fields.len() >= u32::MAX as usize {
+            return Err(MetricError::BatchTooLarge);
+        }
+        if self.name.len == 0 {
+            return Err(MetricError::EmptyName);
+        }
+        let arena = &b.arena;
+        let s = |span: Span| &arena[span.start as usize..(span.start + span.len) as usize];
+
+        // Tags: sort by key (usually already sorted), then reject or collapse duplicates.
+        let tags = &mut b.tags[self.mark.tags..];
+        if tags.iter().any(|t| t.key.len == 0) {
+            return Err(MetricError::EmptyTagKey);
+        }
+        if !tags.is_sorted_by(|a, b| s(a.key) <= s(b.key)) {
+            // Stable, so that with `LastWins` the later of two equal keys stays last.
+            tags.sort_by(|a, b| s(a.key).cmp(s(b.key)));
+        }
+        let has_dup = tags.windows(2).any(|w| s(w[0].key) == s(w[1].key));
+        if has_dup {
+            match dups {
+                DuplicateTags::Reject => return Err(MetricError::DuplicateTag),
+                DuplicateTags::LastWins => {
+                    let mut out = self.mark.tags;
+                    for i in self.mark.tags..b.tags.len() {
+                        let next_same = i + 1 < b.tags.len() && s(b.tags[i].key) == s(b.tags[i + 1].key);
+                        if !next_same {
+                            b.tags[out] = b.tags[i];
+                            out += 1;
+                        }
+                    }
+                    b.tags.truncate(out);
+                }
+            }
+        }
+
+        // Fields: at least one, keys non-empty, a repeated key keeps the last value.
+        let fields = &b.fields[self.mark.fields..];
+        if fields.is_empty() {
+            return Err(MetricError::NoFields);
+        }
+        if fields.iter().any(|f| f.key.len == 0) {
+            return Err(MetricError::EmptyFieldKey);
+        }
+        if has_duplicate_keys(fields, &s) {
+            let mut keep = Vec::with_capacity(fields.len());
+            for (i, f) in fields.iter().enumerate() {
+                let later = fields[i + 1..].iter().any(|g| s(g.key) == s(f.key));
+                if !later {
+                    keep.push(*f);
+                }
+            }
+            b.fields.truncate(self.mark.fields);
+            b.fields.extend_from_slice(&keep);
+        }
+        Ok(())
+    }
+}
+
+/// Quadratic for the common short lists, sort-based past that so that a
+/// hostile line with thousands of fields stays cheap.
+fn has_duplicate_keys<'s>(fields: &[FieldRec], s: &impl Fn(Span) -> &'s str) -> bool {
+    if fields.len() <= 16 {
+        return fields
+            .iter()
+            .enumerate()
+            .any(|(i, f)| fields[i + 1..].iter().any(|g| s(g.key) == s(f.key)));
+    }
+    let mut keys: Vec<&str> = fields.iter().map(|f| s(f.key)).collect();
+    keys.sort_unstable();
+    keys.windows(2).any(|w| w[0] == w[1])
+}
+
+impl Drop for MetricBuilder<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.batch.arena.truncate(self.mark.arena);
+            self.batch.tags.truncate(self.mark.tags);
+            self.batch.fields.truncate(self.mark.fields);
+        }
+    }
+}
+
+/// A metric inside a [`Batch`].
+#[derive(Clone, Copy)]
+pub struct MetricRef<'a> {
+    batch: &'a Batch,
+    rec: &'a Rec,
+}
+
+impl<'a> MetricRef<'a> {
+    /// The name (measurement).
+    pub fn name(&self) -> &'a str {
+        self.batch.str(self.rec.name)
+    }
+
+    /// Nanoseconds since the Unix epoch, UTC.
+    pub fn timestamp(&self) -> i64 {
+        self.rec.timestamp
+    }
+
+    /// Tags, sorted by key.
+    pub fn tags(&self) -> Tags<'a> {
+        Tags {
+            batch: self.batch,
+            recs: &self.batch.tags[self.rec.tags_start as usize..self.rec.tags_end as usize],
+        }
+    }
+
+    /// The value of tag `key`, if present.
+    pub fn tag(&self, key: &str) -> Option<&'a str> {
+        let tags = self.tags();
+        tags.recs
+            .binary_search_by(|t| self.batch.str(t.key).cmp(key))
+            .ok()
+            .map(|i| self.batch.str(tags.recs[i].value))
+    }
+
+    /// Fields, in their original order.
+    pub fn fields(&self) -> Fields<'a> {
+        Fields {
+            batch: self.batch,
+            recs: &self.batch.fields[self.rec.fields_start as usize..self.rec.fields_end as usize],
+        }
+    }
+
+    /// The value of field `key`, if present.
+    pub fn field(&self, key: &str) -> Option<Value<'a>> {
+        self.fields().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// An owned copy.
+    pub fn to_metric(&self) -> Metric {
+        Metric {
+            name: self.name().to_owned(),
+            tags: self.tags().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+            fields: self.fields().map(|(k, v)| (k.to_owned(), v.to_owned_value())).collect(),
+            timestamp: self.timestamp(),
+        }
+    }
+}
+
+impl PartialEq for MetricRef<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+            && self.timestamp() == other.timestamp()
+            && self.tags().eq(other.tags())
+            && self.fields().eq(other.fields())
+    }
+}
+
+impl PartialEq<Metric> for MetricRef<'_> {
+    fn eq(&self, other: &Metric) -> bool {
+        self.name() == other.name
+            && self.timestamp() == other.timestamp
+            && self.tags().eq(other.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            && self
+                .fields()
+                .eq(other.fields.iter().map(|(k, v)| (k.as_str(), v.as_value())))
+    }
+}
+
+impl fmt::Debug for MetricRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metric")
+            .field("name", &self.name())
+            .field("tags", &self.tags().collect::<Vec<_>>())
+            .field("fields", &self.fields().collect::<Vec<_>>())
+            .field("timestamp", &self.timestamp())
+            .finish()
+    }
+}
+
+/// Iterator over a metric's tags as `(key, value)`, sorted by key.
+#[derive(Clone)]
+pub struct Tags<'a> {
+    batch: &'a Batch,
+    recs: &'a [TagRec],
+}
+
+impl<'a> Iterator for Tags<'a> {
+    type Item = (&'a str, &'a str);
+    fn next(&mut self) -> Option<Self::Item> {
+        let (first, rest) = self.recs.split_first()?;
+        self.recs = rest;
+        Some((self.batch.str(first.key), self.batch.str(first.value)))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.recs.len(), Some(self.recs.len()))
+    }
+}
+impl ExactSizeIterator for Tags<'_> {}
+impl DoubleEndedIterator for Tags<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        let (last, rest) = self.recs.split_last()?;
+        self.recs = rest;
+        Some((self.batch.str(last.key), self.batch.str(last.value)))
+    }
+}
+
+/// Iterator over a metric's fields as `(key, value)`.
+#[derive(Clone)]
+pub struct Fields<'a> {
+    batch: &'a Batch,
+    recs: &'a [FieldRec],
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = (&'a str, Value<'a>);
+    fn next(&mut self) -> Option<Self::Item> {
+        let (first, rest) = self.recs.split_first()?;
+        self.recs = rest;
+        Some((self.batch.str(first.key), self.batch.value(first.value)))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.recs.len(), Some(self.recs.len()))
+    }
+}
+impl ExactSizeIterator for Fields<'_> {}
+
+/// Byte-wise order of two strings; exposed so that encoders sort keys the way
+/// the batch does.
+pub fn key_order(a: &str, b: &str) -> Ordering {
+    a.as_bytes().cmp(b.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(name: &str) -> Metric {
+        Metric::new(name)
+    }
+
+    #[test]
+    fn sorts_tags_and_keeps_field_order() {
+        let mut b = Batch::new();
+        b.push(&m("cpu").tag("z", "1").tag("a", "2").field("y", 1.0).field("x", 2i64).at(5))
+            .unwrap();
+        let got = b.get(0).to_metric();
+        assert_eq!(got.tags, vec![("a".into(), "2".into()), ("z".into(), "1".into())]);
+        assert_eq!(got.fields[0].0, "y");
+        assert_eq!(got.fields[1], ("x".into(), FieldValue::Int(2)));
+        assert_eq!(b.get(0).tag("z"), Some("1"));
+        assert_eq!(b.get(0).tag("q"), None);
+        assert_eq!(b.points(), 2);
+    }
+
+    #[test]
+    fn rejects_duplicate_tags_and_rolls_back() {
+        let mut b = Batch::new();
+        b.push(&m("ok").field("v", 1.0)).unwrap();
+        let before = b.arena_bytes();
+        let err = b.push(&m("bad").tag("a", "1").tag("a", "2").field("v", 1.0));
+        assert_eq!(err, Err(MetricError::DuplicateTag));
+        assert_eq!(b.len(), 1);
+        assert_eq!(b.arena_bytes(), before);
+        assert_eq!(b.points(), 1);
+    }
+
+    #[test]
+    fn last_wins_keeps_the_later_tag() {
+        let mut b = Batch::new();
+        let mut mb = b.metric("x");
+        mb.tag("b", "1").tag("a", "1").tag("b", "2");
+        mb.field("v", Value::Int(1));
+        mb.finish_with(0, DuplicateTags::LastWins).unwrap();
+        let tags: Vec<_> = b.get(0).tags().collect();
+        assert_eq!(tags, vec![("a", "1"), ("b", "2")]);
+    }
+
+    #[test]
+    fn duplicate_fields_last_wins() {
+        let mut b = Batch::new();
+        b.push(&m("x").field("a", 1.0).field("b", true).field("a", "s")).unwrap();
+        let f: Vec<_> = b.get(0).fields().collect();
+        assert_eq!(f, vec![("b", Value::Bool(true)), ("a", Value::Str("s"))]);
+    }
+
+    #[test]
+    fn many_duplicate_fields_use_the_sorted_path() {
+        let mut b = Batch::new();
+        let mut mb = b.metric("x");
+        for i in 0..40 {
+            mb.field(&format!("f{}", i % 20), Value::Int(i));
+        }
+        mb.finish(0).unwrap();
+        assert_eq!(b.points(), 20);
+        assert_eq!(b.get(0).field("f3"), Some(Value::Int(23)));
+    }
+
+    #[test]
+    fn rejects_empty_parts() {
+        let mut b = Batch::new();
+        assert_eq!(b.push(&m("")), Err(MetricError::EmptyName));
+        assert_eq!(b.push(&m("x")), Err(MetricError::NoFields));
+        assert_eq!(b.push(&m("x").tag("", "v").field("f", 1.0)), Err(MetricError::EmptyTagKey));
+        assert_eq!(b.push(&m("x").field("", 1.0)), Err(MetricError::EmptyFieldKey));
+        assert!(b.is_empty());
+        assert_eq!(b.arena_bytes(), 0);
+    }
+
+    #[test]
+    fn dropped_builder_leaves_batch_unchanged() {
+        let mut b = Batch::new();
+        {
+            let mut mb = b.metric("gone");
+            mb.tag("k", "v").field("f", Value::Float(1.0));
+        }
+        assert!(b.is_empty());
+        assert_eq!(b.arena_bytes(), 0);
+        assert_eq!(b.points(), 0);
+    }
+
+    #[test]
+    fn roundtrips_owned_metrics() {
+        let src = m("disk")
+            .tag("host", "h1")
+            .tag("path", "/")
+            .field("free", 12u64)
+            .field("used", -3i64)
+            .field("pct", 0.5)
+            .field("ok", false)
+            .field("fs", "ext4")
+            .at(1_700_000_000_000_000_000);
+        let mut b = Batch::new();
+        b.push(&src).unwrap();
+        assert_eq!(b.get(0).to_metric(), src);
+        assert!(b.get(0) == src);
+        let mut c = Batch::new();
+        c.push_ref(b.get(0));
+        assert_eq!(b, c);
+    }
+}

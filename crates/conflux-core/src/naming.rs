@@ -1,0 +1,465 @@
+//! How a multi-field metric becomes single-value series for targets that hold
+//! one value per series (Graphite, OpenTSDB, Prometheus, KairosDB).
+//!
+//! The series name is `prefix + name + separator + field`; a field called
+//! `value` (what every single-value dialect produces) gives `prefix + name`
+//! alone, so Graphite, OpenTSDB or KairosDB data keeps its series names on the
+//! way out. Separator, prefix, sanitizer and the treatment of strings and
+//! bools are per-sink settings whose defaults follow what Telegraf writes
+//! (`docs/protocols.md` has the table of examples).
+
+use serde::Deserialize;
+use unicode_general_category::{GeneralCategory, get_general_category};
+
+use crate::metric::Value;
+
+/// A target family, which picks the default naming settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Graphite: `.` separator, Telegraf's strict graphite sanitizer.
+    Graphite,
+    /// OpenTSDB: `_` separator, Telegraf's opentsdb sanitizer.
+    Opentsdb,
+    /// Prometheus: `_` separator, Prometheus metric-name rules.
+    Prometheus,
+    /// KairosDB: `.` separator, names kept as they are, strings kept.
+    Kairosdb,
+}
+
+/// Which characters a series name may hold, and what replaces the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sanitizer {
+    /// Keep the name as it is.
+    None,
+    /// Telegraf's graphite `strict` mode: `/`, `@`, `*` become `-`, `\` is
+    /// removed, `..` becomes `.`, then anything outside
+    /// `[a-zA-Z0-9-:._=\p{L}]` becomes `_`.
+    Graphite,
+    /// Telegraf's opentsdb output: `@*%#$` become `-`, then anything outside
+    /// `[a-zA-Z0-9-_./\p{L}]` becomes `_`.
+    Opentsdb,
+    /// Prometheus names `[a-zA-Z_:][a-zA-Z0-9_:]*`; an invalid name has its
+    /// invalid first character dropped, others replaced by `_`, and `_`
+    /// trimmed from both ends (Telegraf's rule).
+    Prometheus,
+}
+
+/// What a single-value target does with a string field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StringPolicy {
+    /// Skip it (and count it).
+    Skip,
+    /// Keep it, for targets that store strings.
+    Keep,
+}
+
+/// What a single-value target does with a bool field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BoolPolicy {
+    /// `true` is 1, `false` is 0 (Telegraf's rule).
+    Number,
+    /// Skip it (and count it).
+    Skip,
+}
+
+/// Whether a field called `value` is appended to the name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueField {
+    /// `name` alone (the default: single-value dialects keep their names).
+    Bare,
+    /// `name<sep>value`, as Telegraf's opentsdb and prometheus outputs write.
+    Append,
+}
+
+/// The naming settings of one sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Naming {
+    /// Put between name and field.
+    pub separator: String,
+    /// Put before the name, as it is (include a trailing separator if wanted).
+    pub prefix: String,
+    /// Applied to the whole series name.
+    pub sanitizer: Sanitizer,
+    /// String fields.
+    pub strings: StringPolicy,
+    /// Bool fields.
+    pub bools: BoolPolicy,
+    /// The `value` field.
+    pub value_field: ValueField,
+}
+
+/// Reusable buffers for [`Naming::series_name`], one per sink task.
+#[derive(Debug, Default)]
+pub struct NameBuf {
+    raw: String,
+    out: String,
+}
+
+/// Per-sink overrides of [`Naming`], as read from a sink's `[sinks.NAME.naming]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamingOptions {
+    /// Overrides [`Naming::separator`].
+    pub separator: Option<String>,
+    /// Overrides [`Naming::prefix`].
+    pub prefix: Option<String>,
+    /// Overrides [`Naming::sanitizer`].
+    pub sanitizer: Option<Sanitizer>,
+    /// Overrides [`Naming::strings`].
+    pub strings: Option<StringPolicy>,
+    /// Overrides [`Naming::bools`].
+    pub bools: Option<BoolPolicy>,
+    /// Overrides [`Naming::value_field`].
+    pub value_field: Option<ValueField>,
+}
+
+/// A field value as a single-value target sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SingleValue<'a> {
+    /// A float.
+    Float(f64),
+    /// A signed integer.
+    Int(i64),
+    /// An unsigned integer.
+    UInt(u64),
+    /// A string, only with [`StringPolicy::Keep`].
+    Str(&'a str),
+}
+
+/// Why a field was not turned into a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// A string field under [`StringPolicy::Skip`].
+    String,
+    /// A bool field under [`BoolPolicy::Skip`].
+    Bool,
+    /// NaN or an infinity, which none of the targets can carry.
+    NonFinite,
+}
+
+impl Skip {
+    /// A fixed reason label for counters.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Skip::String => "string_value",
+            Skip::Bool => "bool_value",
+            Skip::NonFinite => "non_finite_value",
+        }
+    }
+}
+
+impl Naming {
+    /// The defaults for a target.
+    pub fn for_target(target: Target) -> Naming {
+        let (separator, sanitizer, strings) = match target {
+            Target::Graphite => (".", Sanitizer::Graphite, StringPolicy::Skip),
+            Target::Opentsdb => ("_", Sanitizer::Opentsdb, StringPolicy::Skip),
+            Target::Prometheus => ("_", Sanitizer::Prometheus, StringPolicy::Skip),
+            Target::Kairosdb => (".", Sanitizer::None, StringPolicy::Keep),
+        };
+        Naming {
+            separator: separator.to_owned(),
+            prefix: String::new(),
+            sanitizer,
+            strings,
+            bools: BoolPolicy::Number,
+            value_field: ValueField::Bare,
+        }
+    }
+
+    /// The defaults for a target with a sink's overrides applied.
+    pub fn with_options(target: Target, opts: &NamingOptions) -> Naming {
+        let mut n = Naming::for_target(target);
+        if let Some(s) = &opts.separator {
+            n.separator.clone_from(s);
+        }
+        if let Some(p) = &opts.prefix {
+            n.prefix.clone_from(p);
+        }
+        if let Some(s) = opts.sanitizer {
+            n.sanitizer = s;
+        }
+        if let Some(s) = opts.strings {
+            n.strings = s;
+        }
+        if let Some(b) = opts.bools {
+            n.bools = b;
+        }
+        if let Some(v) = opts.value_field {
+            n.value_field = v;
+        }
+        n
+    }
+
+    /// The series name of field `field` of metric `name`, built in `buf`.
+    /// `None` when sanitizing left nothing, in which case the series cannot be written.
+    pub fn series_name<'b>(&self, name: &str, field: &str, buf: &'b mut NameBuf) -> Option<&'b str> {
+        let bare = field == "value" && self.value_field == ValueField::Bare;
+        // Sanitizers look at the joined name (Telegraf sanitizes the whole
+        // string), so join first; both buffers are reused between calls.
+        let raw = &mut buf.raw;
+        raw.clear();
+        raw.push_str(&self.prefix);
+        raw.push_str(name);
+        if !bare {
+            raw.push_str(&self.separator);
+            raw.push_str(field);
+        }
+        let out = if self.sanitizer == Sanitizer::None {
+            &buf.raw
+        } else {
+            buf.out.clear();
+            sanitize(self.sanitizer, &buf.raw, &mut buf.out);
+            &buf.out
+        };
+        (!out.is_empty()).then_some(out.as_str())
+    }
+
+    /// The value a single-value target writes for `v`, or why it is skipped.
+    ///
+    /// # Errors
+    /// [`Skip`] when the policy or the value rules it out.
+    pub fn value<'a>(&self, v: Value<'a>) -> Result<SingleValue<'a>, Skip> {
+        match v {
+            Value::Float(f) if !f.is_finite() => Err(Skip::NonFinite),
+            Value::Float(f) => Ok(SingleValue::Float(f)),
+            Value::Int(i) => Ok(SingleValue::Int(i)),
+            Value::UInt(u) => Ok(SingleValue::UInt(u)),
+            Value::Bool(b) => match self.bools {
+                BoolPolicy::Number => Ok(SingleValue::Int(i64::from(b))),
+                BoolPolicy::Skip => Err(Skip::Bool),
+            },
+            Value::Str(s) => match self.strings {
+                StringPolicy::Keep => Ok(SingleValue::Str(s)),
+                StringPolicy::Skip => Err(Skip::String),
+            },
+        }
+    }
+}
+
+/// Apply `sanitizer` to `s`, appending the result to `out`.
+pub fn sanitize(sanitizer: Sanitizer, s: &str, out: &mut String) {
+    match sanitizer {
+        Sanitizer::None => out.push_str(s),
+        Sanitizer::Graphite => sanitize_graphite(s, out),
+        Sanitizer::Opentsdb => sanitize_opentsdb(s, out),
+        Sanitizer::Prometheus => sanitize_prometheus_name(s, out),
+    }
+}
+
+/// Unicode general category L (any letter), as Go's `\p{L}`.
+pub fn is_letter(c: char) -> bool {
+    c.is_ascii_alphabetic()
+        || (!c.is_ascii()
+            && matches!(
+                get_general_category(c),
+                GeneralCategory::UppercaseLetter
+                    | GeneralCategory::LowercaseLetter
+                    | GeneralCategory::TitlecaseLetter
+                    | GeneralCategory::ModifierLetter
+                    | GeneralCategory::OtherLetter
+            ))
+}
+
+/// Telegraf's graphite strict sanitizer (see [`Sanitizer::Graphite`]).
+pub fn sanitize_graphite(s: &str, out: &mut String) {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    // One left-to-right pass reproduces Go's strings.Replacer for `\` and `..`
+    // (no rescan of what a replacement produced).
+    for (pos, c) in s.char_indices() {
+        if pos < i {
+            continue;
+        }
+        i = pos + c.len_utf8();
+        let c = match c {
+            '\\' => continue,
+            '.' if bytes.get(pos + 1) == Some(&b'.') => {
+                i = pos + 2;
+                '.'
+            }
+            '/' | '@' | '*' => '-',
+            c => c,
+        };
+        let ok = c.is_ascii_alphanumeric() || matches!(c, '-' | ':' | '.' | '_' | '=') || is_letter(c);
+        out.push(if ok { c } else { '_' });
+    }
+}
+
+/// Telegraf's opentsdb sanitizer (see [`Sanitizer::Opentsdb`]).
+pub fn sanitize_opentsdb(s: &str, out: &mut String) {
+    for c in s.chars() {
+        let c = match c {
+            '@' | '*' | '%' | '#' | '$' => '-',
+            c => c,
+        };
+        let ok = c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/') || is_letter(c);
+        out.push(if ok { c } else { '_' });
+    }
+}
+
+fn prometheus_sanitize(s: &str, out: &mut String, first_ok: fn(char) -> bool, rest_ok: fn(char) -> bool) {
+    let mut chars = s.chars();
+    let valid = chars.next().is_some_and(first_ok) && chars.all(rest_ok);
+    if valid {
+        out.push_str(s);
+        return;
+    }
+    let start = out.len();
+    for (i, c) in s.chars().enumerate() {
+        if i == 0 {
+            if first_ok(c) {
+                out.push(c);
+            }
+        } else if rest_ok(c) {
+            out.push(c);
+        } else {
+            out.push('_');
+        }
+    }
+    // Trim `_` from both ends of what was written, in place.
+    let end = out.trim_end_matches('_').len().max(start);
+    out.truncate(end);
+    let lead = out[start..].len() - out[start..].trim_start_matches('_').len();
+    out.drain(start..start + lead);
+}
+
+/// A Prometheus metric name, sanitized as Telegraf does.
+pub fn sanitize_prometheus_name(s: &str, out: &mut String) {
+    prometheus_sanitize(
+        s,
+        out,
+        |c| c.is_ascii_alphabetic() || c == '_' || c == ':',
+        |c| c.is_ascii_alphanumeric() || c == '_' || c == ':',
+    );
+}
+
+/// A Prometheus label name, sanitized as Telegraf does.
+pub fn sanitize_prometheus_label(s: &str, out: &mut String) {
+    prometheus_sanitize(
+        s,
+        out,
+        |c| c.is_ascii_alphabetic() || c == '_',
+        |c| c.is_ascii_alphanumeric() || c == '_',
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(target: Target, m: &str, f: &str) -> String {
+        let mut buf = NameBuf::default();
+        Naming::for_target(target).series_name(m, f, &mut buf).unwrap_or_default().to_owned()
+    }
+
+    #[test]
+    fn value_field_gives_the_bare_name() {
+        assert_eq!(name(Target::Graphite, "cpu", "value"), "cpu");
+        assert_eq!(name(Target::Prometheus, "cpu", "value"), "cpu");
+        assert_eq!(name(Target::Graphite, "cpu", "usage_idle"), "cpu.usage_idle");
+        assert_eq!(name(Target::Prometheus, "cpu", "usage_idle"), "cpu_usage_idle");
+        assert_eq!(name(Target::Opentsdb, "cpu", "usage_idle"), "cpu_usage_idle");
+        assert_eq!(name(Target::Kairosdb, "cpu", "usage idle"), "cpu.usage idle");
+    }
+
+    #[test]
+    fn append_and_prefix_options() {
+        let opts = NamingOptions {
+            prefix: Some("dc1.".into()),
+            value_field: Some(ValueField::Append),
+            ..Default::default()
+        };
+        let n = Naming::with_options(Target::Opentsdb, &opts);
+        let mut buf = NameBuf::default();
+        assert_eq!(n.series_name("sys.load", "value", &mut buf), Some("dc1.sys.load_value"));
+    }
+
+    #[test]
+    fn graphite_sanitizer_matches_telegraf() {
+        let g = |s: &str| {
+            let mut o = String::new();
+            sanitize_graphite(s, &mut o);
+            o
+        };
+        // Telegraf's "Special conversions to hyphen" case.
+        assert_eq!(g("cpu/@*"), "cpu---");
+        assert_eq!(g(r"a\b"), "ab");
+        assert_eq!(g("a..b"), "a.b");
+        assert_eq!(g("a...b"), "a..b");
+        assert_eq!(g(r"a.\.b"), "a..b");
+        assert_eq!(g("a b(c)"), "a_b_c_");
+        assert_eq!(g("héllo=ω:x-y"), "héllo=ω:x-y");
+        assert_eq!(g("a#b"), "a_b");
+        // U+2160 ROMAN NUMERAL ONE is a number (Nl), not a letter.
+        assert_eq!(g("\u{2160}"), "_");
+    }
+
+    #[test]
+    fn opentsdb_sanitizer_matches_telegraf() {
+        let o = |s: &str| {
+            let mut out = String::new();
+            sanitize_opentsdb(s, &mut out);
+            out
+        };
+        assert_eq!(o("a@b*c%d#e$f"), "a-b-c-d-e-f");
+        assert_eq!(o("a b:c=d/e.f"), "a_b_c_d/e.f");
+    }
+
+    #[test]
+    fn prometheus_sanitizer_matches_telegraf() {
+        let p = |s: &str| {
+            let mut out = String::new();
+            sanitize_prometheus_name(s, &mut out);
+            out
+        };
+        assert_eq!(p("cpu_usage"), "cpu_usage");
+        assert_eq!(p("_x_"), "_x_");
+        assert_eq!(p("9cpu.usage"), "cpu_usage");
+        assert_eq!(p("cpu-usage-"), "cpu_usage");
+        assert_eq!(p("héllo"), "h_llo");
+        assert_eq!(p("..."), "");
+        let l = |s: &str| {
+            let mut out = String::new();
+            sanitize_prometheus_label(s, &mut out);
+            out
+        };
+        assert_eq!(l("a:b"), "a_b");
+    }
+
+    #[test]
+    fn empty_after_sanitizing_is_reported() {
+        let n = Naming::for_target(Target::Prometheus);
+        let mut buf = NameBuf::default();
+        assert_eq!(n.series_name("...", "value", &mut buf), None);
+    }
+
+    #[test]
+    fn values_follow_the_policy() {
+        let g = Naming::for_target(Target::Graphite);
+        assert_eq!(g.value(Value::Bool(true)), Ok(SingleValue::Int(1)));
+        assert_eq!(g.value(Value::Str("x")), Err(Skip::String));
+        assert_eq!(g.value(Value::Float(f64::NAN)), Err(Skip::NonFinite));
+        assert_eq!(g.value(Value::UInt(7)), Ok(SingleValue::UInt(7)));
+        let k = Naming::for_target(Target::Kairosdb);
+        assert_eq!(k.value(Value::Str("x")), Ok(SingleValue::Str("x")));
+        let opts = NamingOptions {
+            bools: Some(BoolPolicy::Skip),
+            ..Default::default()
+        };
+        assert_eq!(
+            Naming::with_options(Target::Graphite, &opts).value(Value::Bool(false)),
+            Err(Skip::Bool)
+        );
+    }
+
+    #[test]
+    fn options_reject_unknown_keys() {
+        let err = toml::from_str::<NamingOptions>("separatr = \"_\"").unwrap_err();
+        assert!(err.to_string().contains("separatr"), "{err}");
+    }
+}

@@ -1,0 +1,68 @@
+//! Names of every self-metric Conflux exports, in one place.
+//!
+//! Labels: `listener` and `sink` are config names, `dialect` and `type` the
+//! component kind, `reason` one of a fixed set per metric. Never metric names,
+//! tags or peer addresses.
+
+/// Counter: bytes read by a listener (after decompression), by `listener`, `dialect`.
+pub const LISTENER_RECEIVED_BYTES: &str = "conflux_listener_received_bytes_total";
+/// Counter: metrics accepted by a listener, by `listener`, `dialect`.
+pub const LISTENER_RECEIVED_METRICS: &str = "conflux_listener_received_metrics_total";
+/// Counter: points (field values) accepted by a listener, by `listener`, `dialect`.
+pub const LISTENER_RECEIVED_POINTS: &str = "conflux_listener_received_points_total";
+/// Counter: lines or objects rejected by a listener, by `listener`, `dialect`, `reason`.
+pub const LISTENER_REJECTED: &str = "conflux_listener_rejected_total";
+/// Counter: connections accepted, by `listener`, `dialect`.
+pub const LISTENER_CONNECTIONS: &str = "conflux_listener_connections_total";
+/// Gauge: connections open now, by `listener`, `dialect`.
+pub const LISTENER_CONNECTIONS_OPEN: &str = "conflux_listener_connections_open";
+/// Counter: connections refused at the connection cap, by `listener`, `dialect`.
+pub const LISTENER_CONNECTIONS_REFUSED: &str = "conflux_listener_connections_refused_total";
+/// Counter: HTTP requests answered, by `listener`, `dialect`, `status` (the code).
+pub const LISTENER_REQUESTS: &str = "conflux_listener_requests_total";
+
+/// Counter: metrics a sink delivered, by `sink`, `type`.
+pub const SINK_SENT_METRICS: &str = "conflux_sink_sent_metrics_total";
+/// Counter: points (field values) a sink delivered, by `sink`, `type`.
+pub const SINK_SENT_POINTS: &str = "conflux_sink_sent_points_total";
+/// Counter: encoded bytes a sink delivered, by `sink`, `type`.
+pub const SINK_SENT_BYTES: &str = "conflux_sink_sent_bytes_total";
+/// Counter: metrics a sink dropped, by `sink`, `reason`
+/// (`queue_full`, `closed`, `rejected`, `shutdown`).
+pub const SINK_DROPPED_METRICS: &str = "conflux_sink_dropped_metrics_total";
+/// Counter: points a sink's encoder skipped, by `sink`, `reason`
+/// (`string_value`, `bool_value`, `non_finite_value`, `invalid_name`).
+pub const SINK_SKIPPED_POINTS: &str = "conflux_sink_skipped_points_total";
+/// Counter: retried sends, by `sink`.
+pub const SINK_RETRIES: &str = "conflux_sink_retries_total";
+/// Histogram: seconds per send attempt, by `sink`, `outcome` (`ok`, `retry`, `rejected`).
+pub const SINK_REQUEST_DURATION: &str = "conflux_sink_request_duration_seconds";
+/// Gauge: metrics in a sink's queue, including those being sent, by `sink`.
+pub const SINK_QUEUE_METRICS: &str = "conflux_sink_queue_metrics";
+/// Gauge: a sink's queue capacity in metrics, by `sink`.
+pub const SINK_QUEUE_CAPACITY_METRICS: &str = "conflux_sink_queue_capacity_metrics";
+
+/// Gauge: 1 once every component runs, 0 before and during shutdown.
+pub const READY: &str = "conflux_ready";
+/// Gauge: build information (always 1), by `version`.
+pub const BUILD_INFO: &str = "conflux_build_info";
+
+/// Every counter and gauge a listener exports, for tests that check `/metrics`.
+pub const LISTENER_SERIES: &[&str] = &[
+    LISTENER_RECEIVED_BYTES,
+    LISTENER_RECEIVED_METRICS,
+    LISTENER_RECEIVED_POINTS,
+    LISTENER_REJECTED,
+    LISTENER_CONNECTIONS,
+];
+
+/// Every counter and gauge a sink exports, for tests that check `/metrics`.
+pub const SINK_SERIES: &[&str] = &[
+    SINK_SENT_METRICS,
+    SINK_SENT_POINTS,
+    SINK_SENT_BYTES,
+    SINK_DROPPED_METRICS,
+    SINK_RETRIES,
+    SINK_REQUEST_DURATION,
+    SINK_QUEUE_METRICS,
+];
