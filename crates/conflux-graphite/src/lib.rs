@@ -1,1 +1,2 @@
-//! placeholder
+//! Graphite dialect.
+pub mod codec;

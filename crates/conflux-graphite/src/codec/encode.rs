@@ -1,0 +1,1 @@
+//! Telegraf graphite serializer (to be written).

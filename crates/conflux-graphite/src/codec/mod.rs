@@ -1,0 +1,2 @@
+//! Pure Graphite encode (and later parse); no I/O.
+pub mod encode;

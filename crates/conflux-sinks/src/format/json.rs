@@ -1,0 +1,1 @@
+//! Telegraf JSON serializer (to be written).

@@ -1,0 +1,2 @@
+//! Output encoders owned by the sinks crate.
+pub mod json;
