@@ -431,6 +431,26 @@ mod tests {
         assert_eq!(l("a:b"), "a_b");
     }
 
+    /// Every row of the example table in docs/protocols.md ("Naming policy").
+    #[test]
+    fn docs_table_examples() {
+        let rows: &[(&str, &str, [&str; 4])] = &[
+            ("cpu", "usage_idle", ["cpu.usage_idle", "cpu_usage_idle", "cpu_usage_idle", "cpu.usage_idle"]),
+            ("sys.load", "value", ["sys.load", "sys.load", "sys_load", "sys.load"]),
+            ("net/if", "bytes@in", ["net-if.bytes-in", "net/if_bytes-in", "net_if_bytes_in", "net/if.bytes@in"]),
+            ("9p", "x", ["9p.x", "9p_x", "p_x", "9p.x"]),
+            ("disk", "used percent", ["disk.used_percent", "disk_used_percent", "disk_used_percent", "disk.used percent"]),
+            ("héllo", "wörld", ["héllo.wörld", "héllo_wörld", "h_llo_w_rld", "héllo.wörld"]),
+            ("a..b", "c", ["a.b.c", "a..b_c", "a__b_c", "a..b.c"]),
+        ];
+        let targets = [Target::Graphite, Target::Opentsdb, Target::Prometheus, Target::Kairosdb];
+        for (m, f, expected) in rows {
+            for (t, want) in targets.iter().zip(expected) {
+                assert_eq!(name(*t, m, f), *want, "{t:?} {m} {f}");
+            }
+        }
+    }
+
     #[test]
     fn empty_after_sanitizing_is_reported() {
         let n = Naming::for_target(Target::Prometheus);

@@ -196,6 +196,14 @@ enum Reserved {
     Dropped,
 }
 
+/// One sink's share of a submit: what it gets and the room reserved for it.
+struct Planned<'a> {
+    queue: &'a SinkQueue,
+    pick: Option<Box<[u32]>>,
+    metrics: usize,
+    reserved: Reserved,
+}
+
 impl Ingest {
     /// The listener name this handle submits for.
     pub fn input(&self) -> &str {
@@ -234,7 +242,7 @@ impl Ingest {
             return Ok(Ack::default());
         }
         // Step 1: choose what each sink gets and reserve room for it.
-        let mut plan: Vec<(&SinkQueue, Option<Box<[u32]>>, usize, Reserved)> = Vec::with_capacity(self.targets.len());
+        let mut plan: Vec<Planned<'_>> = Vec::with_capacity(self.targets.len());
         for q in self.targets.iter() {
             let pick = if q.filter.has_metric_rules() {
                 let idx: Box<[u32]> = batch
@@ -271,13 +279,24 @@ impl Ingest {
                     Reserved::Permit(permit.map_err(|_| SubmitError::Closed)?)
                 }
             };
-            plan.push((q, pick, metrics, reserved));
+            plan.push(Planned {
+                queue: q,
+                pick,
+                metrics,
+                reserved,
+            });
         }
 
         // Step 2: every reservation holds; queue everywhere.
         let mut ack = Ack::default();
         let mut closed = false;
-        for (q, pick, metrics, reserved) in plan {
+        for Planned {
+            queue: q,
+            pick,
+            metrics,
+            reserved,
+        } in plan
+        {
             match reserved {
                 Reserved::Dropped => {
                     q.dropped_full.increment(metrics as u64);
@@ -289,7 +308,7 @@ impl Ingest {
                         batch: batch.clone(),
                         pick,
                         metrics,
-                        hold: Some(Hold {
+                        _hold: Some(Hold {
                             _permit: permit,
                             depth: q.depth.clone(),
                             metrics,
@@ -326,7 +345,8 @@ pub struct BatchView {
     batch: Arc<Batch>,
     pick: Option<Box<[u32]>>,
     metrics: usize,
-    hold: Option<Hold>,
+    /// Releases the view's room in the queue when dropped.
+    _hold: Option<Hold>,
 }
 
 impl std::fmt::Debug for BatchView {
@@ -342,7 +362,7 @@ impl BatchView {
             metrics: batch.len(),
             batch,
             pick: None,
-            hold: None,
+            _hold: None,
         }
     }
 

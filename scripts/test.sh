@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what the tests need when
+# it is missing (a Python virtualenv with the real client libraries), checks
+# formatting and lints, builds the daemon, runs every test.
+#
+#   scripts/test.sh            # everything
+#   scripts/test.sh -E 'test(filters)'   # extra args go to cargo nextest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# Real clients the end-to-end tests drive (Python's influxdb and influxdb-client).
+venv="$root/.venv"
+if ! "$venv/bin/python" -c 'import influxdb, influxdb_client' 2>/dev/null; then
+    step "creating $venv with the Python client libraries"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+fi
+export CONFLUX_PYTHON="$venv/bin/python"
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build the daemon"
+cargo build --locked -p conflux
+export CONFLUX_BIN="$root/target/debug/conflux"
+
+step "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --locked --no-fail-fast "$@"
+else
+    cargo test --workspace --locked --no-fail-fast "$@"
+fi
+# Doc tests (nextest does not run them).
+cargo test --workspace --locked --doc --quiet
