@@ -1,0 +1,775 @@
+//! Reading a request body: frame by frame (chunked bodies too), decompressing
+//! `gzip` / `x-gzip` / `deflate` as the frames arrive, with the byte limit
+//! enforced on the raw bytes and on the decompressed bytes as they are
+//! produced. A gzip bomb fails with [`BodyError::TooLarge`] after at most
+//! `limit + 1` decompressed bytes were buffered.
+
+use std::io::{self, Write};
+
+use bytes::{Bytes, BytesMut};
+use flate2::write::MultiGzDecoder;
+use flate2::{Decompress, FlushDecompress, Status};
+use http::{HeaderMap, StatusCode, header, request::Parts};
+use http_body::Body;
+use http_body_util::BodyExt;
+
+use super::{Response, text};
+
+/// Why a request body could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    /// The body, raw or decompressed, is larger than the limit (413).
+    #[error("request body larger than {limit} bytes")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The body does not decode as its `Content-Encoding` says (400).
+    #[error("invalid request body encoding: {0}")]
+    BadEncoding(String),
+    /// A `Content-Encoding` other than gzip, x-gzip, deflate or identity,
+    /// or more than one (415).
+    #[error("unsupported content encoding `{0}`")]
+    UnsupportedEncoding(String),
+    /// The connection failed while the body was read (400).
+    #[error("reading request body: {0}")]
+    Read(String),
+}
+
+impl BodyError {
+    /// The HTTP status that answers this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::BadEncoding(_) | BodyError::Read(_) => StatusCode::BAD_REQUEST,
+            BodyError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        }
+    }
+
+    /// A plain-text response with [`BodyError::status`] and the message, for
+    /// dialects without an error shape of their own.
+    pub fn to_response(&self) -> Response {
+        text(self.status(), format!("{self}\n"))
+    }
+}
+
+/// How [`read_body_with`] reads a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyOptions {
+    /// Largest body in bytes, raw and after decompression.
+    pub limit: usize,
+    /// Treat `Content-Type: application/gzip` without a `Content-Encoding` as
+    /// gzip (KairosDB's deprecated way to post compressed data).
+    pub gzip_content_type: bool,
+}
+
+impl BodyOptions {
+    /// A limit of `limit` bytes, no content-type sniffing.
+    pub fn new(limit: usize) -> BodyOptions {
+        BodyOptions {
+            limit,
+            gzip_content_type: false,
+        }
+    }
+}
+
+/// Read and decode the whole body of `req`, at most `limit` bytes raw and
+/// decompressed. Returns the request head and the decoded body (the
+/// `Content-Encoding` header stays in the head as the client sent it).
+///
+/// # Errors
+/// See [`BodyError`]; a `Content-Length` above `limit` fails before reading.
+pub async fn read_body<B>(req: http::Request<B>, limit: usize) -> Result<(Parts, Bytes), BodyError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::fmt::Display,
+{
+    read_body_with(req, BodyOptions::new(limit)).await
+}
+
+/// As [`read_body`], with [`BodyOptions`].
+///
+/// # Errors
+/// See [`BodyError`].
+pub async fn read_body_with<B>(
+    req: http::Request<B>,
+    opts: BodyOptions,
+) -> Result<(Parts, Bytes), BodyError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::fmt::Display,
+{
+    let (parts, body) = req.into_parts();
+    let bytes = collect_body(&parts.headers, body, opts).await?;
+    Ok((parts, bytes))
+}
+
+/// The body-reading half of [`read_body_with`], for callers that split the
+/// request themselves: `headers` choose the decoding.
+///
+/// # Errors
+/// See [`BodyError`].
+pub async fn collect_body<B>(
+    headers: &HeaderMap,
+    body: B,
+    opts: BodyOptions,
+) -> Result<Bytes, BodyError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::fmt::Display,
+{
+    let limit = opts.limit;
+    let hint = body.size_hint();
+    if hint.lower() > limit as u64 {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let mut sink = Sink::new(coding(headers, opts)?, limit, hint.exact());
+    let mut body = std::pin::pin!(body);
+    let mut raw = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        raw = raw.saturating_add(data.len());
+        if raw > limit {
+            return Err(BodyError::TooLarge { limit });
+        }
+        sink.push(data)?;
+    }
+    sink.finish()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Coding {
+    Identity,
+    Gzip,
+    Deflate,
+}
+
+fn coding(headers: &HeaderMap, opts: BodyOptions) -> Result<Coding, BodyError> {
+    let mut coding = Coding::Identity;
+    for value in headers.get_all(header::CONTENT_ENCODING) {
+        let Ok(value) = value.to_str() else {
+            return Err(BodyError::UnsupportedEncoding(quote(
+                &String::from_utf8_lossy(value.as_bytes()),
+            )));
+        };
+        for token in value.split(',').map(str::trim) {
+            let this = if token.is_empty() || token.eq_ignore_ascii_case("identity") {
+                continue;
+            } else if token.eq_ignore_ascii_case("gzip") || token.eq_ignore_ascii_case("x-gzip") {
+                Coding::Gzip
+            } else if token.eq_ignore_ascii_case("deflate") {
+                Coding::Deflate
+            } else {
+                return Err(BodyError::UnsupportedEncoding(quote(token)));
+            };
+            if coding != Coding::Identity {
+                // Stacked encodings: no client of ours sends them.
+                return Err(BodyError::UnsupportedEncoding(quote(value)));
+            }
+            coding = this;
+        }
+    }
+    if coding == Coding::Identity && opts.gzip_content_type {
+        let gzip_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/gzip"));
+        if gzip_type {
+            coding = Coding::Gzip;
+        }
+    }
+    Ok(coding)
+}
+
+/// At most 64 bytes of client input, cut at a character boundary.
+fn quote(s: &str) -> String {
+    let mut end = s.len().min(64);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+/// Decompressed output, never holding more than `limit + 1` bytes.
+#[derive(Debug)]
+struct Out {
+    buf: Vec<u8>,
+    limit: usize,
+    over: bool,
+}
+
+impl Out {
+    fn new(limit: usize) -> Out {
+        Out {
+            buf: Vec::new(),
+            limit,
+            over: false,
+        }
+    }
+
+    /// Make room for at least one more byte without passing `limit + 1`
+    /// bytes of capacity.
+    fn make_room(&mut self, wanted: usize) {
+        let cap = self.buf.capacity();
+        let needed = self.buf.len().saturating_add(wanted.max(1));
+        if needed <= cap {
+            return;
+        }
+        let grown = cap.saturating_mul(2).max(needed).max(8 * 1024);
+        let target = grown.min(self.limit.saturating_add(1));
+        if target > cap {
+            self.buf.reserve_exact(target - self.buf.len());
+        }
+    }
+
+    fn check(&mut self) -> Result<(), BodyError> {
+        if self.buf.len() > self.limit {
+            self.over = true;
+            return Err(BodyError::TooLarge { limit: self.limit });
+        }
+        Ok(())
+    }
+}
+
+impl Write for Out {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.len().saturating_add(data.len()) > self.limit {
+            self.over = true;
+            return Err(io::Error::other("decompressed body over the limit"));
+        }
+        self.make_room(data.len());
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Raw deflate or zlib-wrapped deflate, told apart by the first two bytes.
+enum Inflate {
+    /// Fewer than two bytes seen so far.
+    Sniff(Vec<u8>),
+    Running {
+        state: Decompress,
+        ended: bool,
+    },
+}
+
+/// Whether `b0 b1` is a zlib header (RFC 1950): method 8, window at most
+/// 32 KiB, check bits. Raw deflate rarely starts like that, and HTTP's
+/// `deflate` means zlib anyway; raw deflate is accepted for lenient clients.
+fn is_zlib_header(b0: u8, b1: u8) -> bool {
+    b0 & 0x0f == 8 && b0 >> 4 <= 7 && (u16::from(b0) << 8 | u16::from(b1)) % 31 == 0
+}
+
+enum Sink {
+    Identity {
+        first: Option<Bytes>,
+        rest: BytesMut,
+        expected: Option<u64>,
+        limit: usize,
+    },
+    Gzip {
+        decoder: Box<MultiGzDecoder<Out>>,
+        empty: bool,
+    },
+    Deflate {
+        inflate: Inflate,
+        out: Out,
+    },
+}
+
+fn bad(what: &str, e: impl std::fmt::Display) -> BodyError {
+    BodyError::BadEncoding(format!("{what}: {e}"))
+}
+
+impl Sink {
+    fn new(coding: Coding, limit: usize, expected: Option<u64>) -> Sink {
+        match coding {
+            Coding::Identity => Sink::Identity {
+                first: None,
+                rest: BytesMut::new(),
+                expected,
+                limit,
+            },
+            Coding::Gzip => Sink::Gzip {
+                decoder: Box::new(MultiGzDecoder::new(Out::new(limit))),
+                empty: true,
+            },
+            Coding::Deflate => Sink::Deflate {
+                inflate: Inflate::Sniff(Vec::with_capacity(2)),
+                out: Out::new(limit),
+            },
+        }
+    }
+
+    fn push(&mut self, data: Bytes) -> Result<(), BodyError> {
+        match self {
+            Sink::Identity {
+                first,
+                rest,
+                expected,
+                limit,
+            } => {
+                // A body in one frame is passed on without a copy.
+                if first.is_none() && rest.is_empty() {
+                    *first = Some(data);
+                    return Ok(());
+                }
+                if let Some(f) = first.take() {
+                    let total = expected.map_or(0, |e| usize::try_from(e).unwrap_or(usize::MAX));
+                    rest.reserve(total.min(*limit).max(f.len() + data.len()));
+                    rest.extend_from_slice(&f);
+                }
+                rest.extend_from_slice(&data);
+                Ok(())
+            }
+            Sink::Gzip { decoder, empty } => {
+                *empty &= data.is_empty();
+                decoder.write_all(&data).map_err(|e| {
+                    if decoder.get_ref().over {
+                        BodyError::TooLarge {
+                            limit: decoder.get_ref().limit,
+                        }
+                    } else {
+                        bad("gzip", e)
+                    }
+                })
+            }
+            Sink::Deflate { inflate, out } => feed_deflate(inflate, out, &data),
+        }
+    }
+
+    fn finish(self) -> Result<Bytes, BodyError> {
+        match self {
+            Sink::Identity { first, rest, .. } => Ok(first.unwrap_or_else(|| rest.freeze())),
+            Sink::Gzip { empty: true, .. } => Ok(Bytes::new()),
+            Sink::Gzip { mut decoder, .. } => {
+                // Flushing the decoder can still produce output past the limit:
+                // that is a 413, not a broken stream.
+                if let Err(e) = decoder.try_finish() {
+                    let out = decoder.get_ref();
+                    return Err(if out.over {
+                        BodyError::TooLarge { limit: out.limit }
+                    } else {
+                        bad("gzip", e)
+                    });
+                }
+                let out = decoder.finish().map_err(|e| bad("gzip", e))?;
+                Ok(Bytes::from(out.buf))
+            }
+            Sink::Deflate { inflate, out } => match inflate {
+                Inflate::Sniff(head) if head.is_empty() => Ok(Bytes::new()),
+                Inflate::Running { ended: true, .. } => Ok(Bytes::from(out.buf)),
+                _ => Err(BodyError::BadEncoding(
+                    "deflate: unexpected end of stream".into(),
+                )),
+            },
+        }
+    }
+
+    #[cfg(test)]
+    fn out_capacity(&self) -> usize {
+        match self {
+            Sink::Identity { rest, .. } => rest.capacity(),
+            Sink::Gzip { decoder, .. } => decoder.get_ref().buf.capacity(),
+            Sink::Deflate { out, .. } => out.buf.capacity(),
+        }
+    }
+}
+
+fn feed_deflate(inflate: &mut Inflate, out: &mut Out, data: &[u8]) -> Result<(), BodyError> {
+    if let Inflate::Sniff(head) = inflate {
+        let take = (2 - head.len()).min(data.len());
+        head.extend_from_slice(&data[..take]);
+        if head.len() < 2 {
+            return Ok(());
+        }
+        let head = std::mem::take(head);
+        let zlib = is_zlib_header(head[0], head[1]);
+        *inflate = Inflate::Running {
+            state: Decompress::new(zlib),
+            ended: false,
+        };
+        feed_deflate(inflate, out, &head)?;
+        return feed_deflate(inflate, out, &data[take..]);
+    }
+    let Inflate::Running { state, ended } = inflate else {
+        return Ok(());
+    };
+    let mut input = data;
+    loop {
+        if *ended {
+            if input.is_empty() {
+                return Ok(());
+            }
+            return Err(BodyError::BadEncoding(
+                "deflate: data after the end of the stream".into(),
+            ));
+        }
+        out.make_room(input.len());
+        let (in_before, out_before) = (state.total_in(), state.total_out());
+        let status = state
+            .decompress_vec(input, &mut out.buf, FlushDecompress::None)
+            .map_err(|e| bad("deflate", e))?;
+        out.check()?;
+        let consumed = usize::try_from(state.total_in() - in_before).unwrap_or(input.len());
+        input = &input[consumed.min(input.len())..];
+        let produced = state.total_out() - out_before;
+        match status {
+            Status::StreamEnd => *ended = true,
+            Status::Ok | Status::BufError => {
+                let full = out.buf.len() == out.buf.capacity();
+                if input.is_empty() && !full {
+                    return Ok(());
+                }
+                if consumed == 0 && produced == 0 && !full {
+                    return Err(BodyError::BadEncoding(
+                        "deflate: stream makes no progress".into(),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::convert::Infallible;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use flate2::Compression;
+    use flate2::write::{DeflateEncoder, GzEncoder, ZlibEncoder};
+    use http::HeaderValue;
+    use http_body::{Frame, SizeHint};
+
+    use super::*;
+
+    /// A body arriving in the given frames, with or without a known length.
+    struct Frames {
+        frames: VecDeque<Bytes>,
+        length: Option<u64>,
+    }
+
+    impl Body for Frames {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            Poll::Ready(self.frames.pop_front().map(|b| Ok(Frame::data(b))))
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            self.length
+                .map_or_else(SizeHint::default, SizeHint::with_exact)
+        }
+    }
+
+    fn chunked(data: &[u8], chunk: usize) -> Frames {
+        Frames {
+            frames: data
+                .chunks(chunk.max(1))
+                .map(Bytes::copy_from_slice)
+                .collect(),
+            length: None,
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    fn read(h: &HeaderMap, body: Frames, opts: BodyOptions) -> Result<Bytes, BodyError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(collect_body(h, body, opts))
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = GzEncoder::new(Vec::new(), Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn zlib(data: &[u8]) -> Vec<u8> {
+        let mut e = ZlibEncoder::new(Vec::new(), Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn raw_deflate(data: &[u8]) -> Vec<u8> {
+        let mut e = DeflateEncoder::new(Vec::new(), Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn lines(n: usize) -> Vec<u8> {
+        (0..n)
+            .flat_map(|i| format!("cpu,host=h{i} usage={i}\n").into_bytes())
+            .collect()
+    }
+
+    const LIMIT: usize = 1 << 20;
+
+    #[test]
+    fn identity_in_one_frame_or_many() {
+        let data = lines(100);
+        let h = HeaderMap::new();
+        assert_eq!(
+            read(&h, chunked(&data, data.len()), BodyOptions::new(LIMIT)).unwrap(),
+            data
+        );
+        assert_eq!(
+            read(&h, chunked(&data, 7), BodyOptions::new(LIMIT)).unwrap(),
+            data
+        );
+    }
+
+    #[test]
+    fn declared_length_over_limit_fails_before_reading() {
+        let body = Frames {
+            frames: VecDeque::new(),
+            length: Some(101),
+        };
+        let err = read(&HeaderMap::new(), body, BodyOptions::new(100)).unwrap_err();
+        assert_eq!(err, BodyError::TooLarge { limit: 100 });
+        assert_eq!(err.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[test]
+    fn chunked_body_over_limit_fails() {
+        let err = read(
+            &HeaderMap::new(),
+            chunked(&[b'x'; 101], 10),
+            BodyOptions::new(100),
+        )
+        .unwrap_err();
+        assert_eq!(err, BodyError::TooLarge { limit: 100 });
+    }
+
+    #[test]
+    fn body_of_exactly_the_limit_passes() {
+        let data = [b'x'; 100];
+        assert_eq!(
+            read(&HeaderMap::new(), chunked(&data, 9), BodyOptions::new(100)).unwrap(),
+            &data[..]
+        );
+        let h = headers(&[("content-encoding", "gzip")]);
+        assert_eq!(
+            read(&h, chunked(&gzip(&data), 5), BodyOptions::new(100)).unwrap(),
+            &data[..]
+        );
+        let h = headers(&[("content-encoding", "deflate")]);
+        assert_eq!(
+            read(&h, chunked(&zlib(&data), 5), BodyOptions::new(100)).unwrap(),
+            &data[..]
+        );
+    }
+
+    #[test]
+    fn gzip_and_x_gzip_decode_in_any_chunking() {
+        let data = lines(2000);
+        let z = gzip(&data);
+        for enc in ["gzip", "x-gzip", "GZIP"] {
+            let mut h = HeaderMap::new();
+            h.insert(
+                header::CONTENT_ENCODING,
+                HeaderValue::from_str(enc).unwrap(),
+            );
+            for chunk in [1, 3, 1000, z.len()] {
+                assert_eq!(
+                    read(&h, chunked(&z, chunk), BodyOptions::new(LIMIT)).unwrap(),
+                    data
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn multi_member_gzip_decodes_every_member() {
+        let z = [gzip(b"a 1\n"), gzip(b"b 2\n")].concat();
+        let h = headers(&[("content-encoding", "gzip")]);
+        assert_eq!(
+            read(&h, chunked(&z, 3), BodyOptions::new(LIMIT)).unwrap(),
+            &b"a 1\nb 2\n"[..]
+        );
+    }
+
+    #[test]
+    fn deflate_accepts_zlib_and_raw_streams() {
+        let data = lines(2000);
+        let h = headers(&[("content-encoding", "deflate")]);
+        for z in [zlib(&data), raw_deflate(&data)] {
+            for chunk in [1, 2, 1000, z.len()] {
+                assert_eq!(
+                    read(&h, chunked(&z, chunk), BodyOptions::new(LIMIT)).unwrap(),
+                    data
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_streams_are_bad_encoding() {
+        let data = lines(100);
+        let z = gzip(&data);
+        let h = headers(&[("content-encoding", "gzip")]);
+        let err = read(&h, chunked(&z[..z.len() - 4], 64), BodyOptions::new(LIMIT)).unwrap_err();
+        assert!(matches!(err, BodyError::BadEncoding(_)), "{err:?}");
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+        let z = zlib(&data);
+        let h = headers(&[("content-encoding", "deflate")]);
+        let err = read(&h, chunked(&z[..z.len() / 2], 64), BodyOptions::new(LIMIT)).unwrap_err();
+        assert_eq!(
+            err,
+            BodyError::BadEncoding("deflate: unexpected end of stream".into())
+        );
+    }
+
+    #[test]
+    fn garbage_is_bad_encoding() {
+        let h = headers(&[("content-encoding", "gzip")]);
+        let err = read(&h, chunked(b"cpu value=1\n", 64), BodyOptions::new(LIMIT)).unwrap_err();
+        assert!(
+            matches!(err, BodyError::BadEncoding(ref m) if m.starts_with("gzip: ")),
+            "{err:?}"
+        );
+        let mut z = zlib(b"a 1\n");
+        z.extend_from_slice(b"junk");
+        let h = headers(&[("content-encoding", "deflate")]);
+        let err = read(&h, chunked(&z, 64), BodyOptions::new(LIMIT)).unwrap_err();
+        assert_eq!(
+            err,
+            BodyError::BadEncoding("deflate: data after the end of the stream".into())
+        );
+    }
+
+    #[test]
+    fn empty_compressed_body_is_empty() {
+        let h = headers(&[("content-encoding", "gzip")]);
+        assert!(
+            read(&h, chunked(b"", 1), BodyOptions::new(LIMIT))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn small_gzip_over_the_limit_is_too_large_not_bad_encoding() {
+        // Few compressed bytes in one frame: the overflow shows only when the
+        // decoder is flushed at the end.
+        let h = headers(&[("content-encoding", "gzip")]);
+        let packed = gzip(&vec![b'x'; 3000]);
+        assert_eq!(
+            read(&h, chunked(&packed, packed.len()), BodyOptions::new(2000)).unwrap_err(),
+            BodyError::TooLarge { limit: 2000 }
+        );
+    }
+
+    #[test]
+    fn gzip_bomb_fails_without_buffering_past_the_limit() {
+        let bomb = gzip(&vec![0u8; 16 << 20]);
+        // A small request that inflates 16 MiB deep.
+        assert!(bomb.len() < 128 * 1024, "bomb is {} bytes", bomb.len());
+        let limit = 1 << 20;
+        let mut sink = Sink::new(Coding::Gzip, limit, None);
+        let err = bomb
+            .chunks(4096)
+            .map(|c| sink.push(Bytes::copy_from_slice(c)))
+            .find_map(Result::err)
+            .unwrap();
+        assert_eq!(err, BodyError::TooLarge { limit });
+        assert!(
+            sink.out_capacity() <= limit + 1,
+            "buffered {}",
+            sink.out_capacity()
+        );
+        // And through the public entry point.
+        let h = headers(&[("content-encoding", "gzip")]);
+        assert_eq!(
+            read(&h, chunked(&bomb, 16 * 1024), BodyOptions::new(limit)).unwrap_err(),
+            BodyError::TooLarge { limit }
+        );
+    }
+
+    #[test]
+    fn deflate_bomb_fails_without_buffering_past_the_limit() {
+        let bomb = zlib(&vec![0u8; 16 << 20]);
+        let limit = 1 << 20;
+        let mut sink = Sink::new(Coding::Deflate, limit, None);
+        let err = bomb
+            .chunks(4096)
+            .map(|c| sink.push(Bytes::copy_from_slice(c)))
+            .find_map(Result::err)
+            .unwrap();
+        assert_eq!(err, BodyError::TooLarge { limit });
+        assert!(
+            sink.out_capacity() <= limit + 1,
+            "buffered {}",
+            sink.out_capacity()
+        );
+    }
+
+    #[test]
+    fn unknown_and_stacked_encodings_are_unsupported() {
+        let h = headers(&[("content-encoding", "br")]);
+        let err = read(&h, chunked(b"x", 1), BodyOptions::new(LIMIT)).unwrap_err();
+        assert_eq!(err, BodyError::UnsupportedEncoding("br".into()));
+        assert_eq!(err.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let h = headers(&[("content-encoding", "gzip, deflate")]);
+        let err = read(&h, chunked(b"x", 1), BodyOptions::new(LIMIT)).unwrap_err();
+        assert_eq!(err, BodyError::UnsupportedEncoding("gzip, deflate".into()));
+        let h = headers(&[("content-encoding", "identity")]);
+        assert_eq!(
+            read(&h, chunked(b"x", 1), BodyOptions::new(LIMIT)).unwrap(),
+            &b"x"[..]
+        );
+    }
+
+    #[test]
+    fn gzip_content_type_only_when_asked() {
+        let z = gzip(b"a 1\n");
+        let h = headers(&[("content-type", "application/gzip")]);
+        let opts = BodyOptions {
+            limit: LIMIT,
+            gzip_content_type: true,
+        };
+        assert_eq!(read(&h, chunked(&z, 5), opts).unwrap(), &b"a 1\n"[..]);
+        assert_eq!(
+            read(&h, chunked(&z, 5), BodyOptions::new(LIMIT)).unwrap(),
+            z
+        );
+    }
+
+    #[test]
+    fn zlib_header_detection() {
+        assert!(is_zlib_header(0x78, 0x9c));
+        assert!(is_zlib_header(0x78, 0x01));
+        assert!(is_zlib_header(0x78, 0xda));
+        assert!(!is_zlib_header(0x1f, 0x8b));
+        assert!(!is_zlib_header(0x78, 0x00));
+    }
+
+    #[test]
+    fn error_response_carries_status_and_message() {
+        let resp = BodyError::TooLarge { limit: 10 }.to_response();
+        assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+}

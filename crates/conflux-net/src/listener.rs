@@ -1,0 +1,75 @@
+//! What a listener crate hands the daemon: the sockets it will open (known
+//! from its config alone, so the daemon can check for clashes before binding)
+//! and, once started, its HTTP routes and its running TCP/UDP servers.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use crate::http::{BoxFuture, HttpConfig, Router};
+
+/// How a socket is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Transport {
+    /// HTTP routes, served by the daemon; listeners may share one port.
+    Http,
+    /// A TCP server of its own.
+    Tcp,
+    /// A UDP socket.
+    Udp,
+}
+
+impl Transport {
+    /// Short name for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Http => "http",
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A socket a listener will open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Socket {
+    /// The configured address.
+    pub address: SocketAddr,
+    /// How it is used.
+    pub transport: Transport,
+}
+
+/// HTTP routes to serve on an address (the daemon binds it, merging the
+/// routes of every listener configured on the same address).
+pub struct HttpPart {
+    /// The configured address.
+    pub address: SocketAddr,
+    /// Server limits and timeouts.
+    pub config: HttpConfig,
+    /// The routes.
+    pub router: Router,
+}
+
+/// A bound TCP or UDP server, ready to run.
+pub struct Server {
+    /// The bound address (the real port when port 0 was configured).
+    pub address: SocketAddr,
+    /// `tcp` or `udp`, for logs.
+    pub transport: &'static str,
+    /// Runs until the listener's shutdown token is cancelled and in-flight work is done.
+    pub run: BoxFuture<'static, ()>,
+}
+
+/// What a started listener hands over.
+#[derive(Default)]
+pub struct Started {
+    /// Routes for the daemon to serve.
+    pub http: Vec<HttpPart>,
+    /// Servers already bound.
+    pub servers: Vec<Server>,
+}
