@@ -38,7 +38,13 @@ fn fanout(c: &mut Criterion) {
     let mut group = c.benchmark_group("fanout");
     group.throughput(Throughput::Elements(batch.len() as u64));
     for sinks in [1usize, 4, 16] {
-        for (label, filter) in [("all", ""), ("namepass", "namepass = [\"cpu*\"]\n[tagdrop]\nenv = [\"dev\"]")] {
+        for (label, filter) in [
+            ("all", ""),
+            (
+                "namepass",
+                "namepass = [\"cpu*\"]\n[tagdrop]\nenv = [\"dev\"]",
+            ),
+        ] {
             let cfg: FilterConfig = toml::from_str(filter).expect("filter");
             let specs = (0..sinks)
                 .map(|i| SinkSpec {

@@ -23,6 +23,9 @@ pub struct ListenerContext {
 impl ListenerContext {
     /// Labels identifying this listener in self-metrics.
     pub fn labels(&self) -> [(&'static str, String); 2] {
-        [("listener", self.name.to_string()), ("dialect", self.dialect.to_owned())]
+        [
+            ("listener", self.name.to_string()),
+            ("dialect", self.dialect.to_owned()),
+        ]
     }
 }

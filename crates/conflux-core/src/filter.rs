@@ -37,7 +37,8 @@ pub struct FilterConfig {
 impl FilterConfig {
     /// The config keys this struct reads, so that a component table can be
     /// split between the filter and the component's own settings.
-    pub const KEYS: &'static [&'static str] = &["inputs", "namepass", "namedrop", "tagpass", "tagdrop"];
+    pub const KEYS: &'static [&'static str] =
+        &["inputs", "namepass", "namedrop", "tagpass", "tagdrop"];
 }
 
 /// A glob that failed to compile.
@@ -67,11 +68,13 @@ impl Glob {
         if !pattern.contains(['*', '?', '[']) {
             return Ok(Glob::Exact(pattern.to_owned()));
         }
-        glob::Pattern::new(pattern).map(Glob::Pattern).map_err(|e| FilterError {
-            key: key.to_owned(),
-            pattern: pattern.to_owned(),
-            reason: e.msg.to_owned(),
-        })
+        glob::Pattern::new(pattern)
+            .map(Glob::Pattern)
+            .map_err(|e| FilterError {
+                key: key.to_owned(),
+                pattern: pattern.to_owned(),
+                reason: e.msg.to_owned(),
+            })
     }
 
     fn matches(&self, s: &str) -> bool {
@@ -123,13 +126,14 @@ impl Filter {
     /// Every pattern that does not compile.
     pub fn new(cfg: &FilterConfig) -> Result<Filter, Vec<FilterError>> {
         let mut errors = Vec::new();
-        let tags = |key: &str, map: &BTreeMap<String, Vec<String>>, errors: &mut Vec<FilterError>| {
-            map.iter()
-                .filter_map(|(k, pats)| {
-                    GlobSet::new(&format!("{key}.{k}"), pats, errors).map(|s| (k.clone(), s))
-                })
-                .collect::<Vec<_>>()
-        };
+        let tags =
+            |key: &str, map: &BTreeMap<String, Vec<String>>, errors: &mut Vec<FilterError>| {
+                map.iter()
+                    .filter_map(|(k, pats)| {
+                        GlobSet::new(&format!("{key}.{k}"), pats, errors).map(|s| (k.clone(), s))
+                    })
+                    .collect::<Vec<_>>()
+            };
         let filter = Filter {
             inputs: GlobSet::new("inputs", &cfg.inputs, &mut errors),
             namepass: GlobSet::new("namepass", &cfg.namepass, &mut errors),
@@ -137,7 +141,11 @@ impl Filter {
             tagpass: tags("tagpass", &cfg.tagpass, &mut errors),
             tagdrop: tags("tagdrop", &cfg.tagdrop, &mut errors),
         };
-        if errors.is_empty() { Ok(filter) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(filter)
+        } else {
+            Err(errors)
+        }
     }
 
     /// Whether metrics from listener `input` may reach the sink.
@@ -148,7 +156,10 @@ impl Filter {
     /// Whether the filter looks at single metrics at all; when not, a whole
     /// batch passes without a per-metric check.
     pub fn has_metric_rules(&self) -> bool {
-        self.namepass.is_some() || self.namedrop.is_some() || !self.tagpass.is_empty() || !self.tagdrop.is_empty()
+        self.namepass.is_some()
+            || self.namedrop.is_some()
+            || !self.tagpass.is_empty()
+            || !self.tagdrop.is_empty()
     }
 
     /// Whether metric `m` passes the name and tag rules.
@@ -214,8 +225,10 @@ mod tests {
 
     #[test]
     fn namepass_and_namedrop() {
-        let f = filter(r#"namepass = ["cpu*", "mem"]
-namedrop = ["cpu_guest*"]"#);
+        let f = filter(
+            r#"namepass = ["cpu*", "mem"]
+namedrop = ["cpu_guest*"]"#,
+        );
         assert!(passes(&f, Metric::new("cpu")));
         assert!(passes(&f, Metric::new("mem")));
         assert!(!passes(&f, Metric::new("memory")));
@@ -230,7 +243,10 @@ host = ["web-?"]
 dc = ["eu*"]"#,
         );
         assert!(passes(&f, Metric::new("x").tag("host", "web-1")));
-        assert!(passes(&f, Metric::new("x").tag("dc", "eu-west").tag("host", "db")));
+        assert!(passes(
+            &f,
+            Metric::new("x").tag("dc", "eu-west").tag("host", "db")
+        ));
         assert!(!passes(&f, Metric::new("x").tag("host", "web-10")));
         assert!(!passes(&f, Metric::new("x")));
     }

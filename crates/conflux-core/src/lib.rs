@@ -20,4 +20,6 @@ pub mod telemetry;
 pub mod time;
 
 pub use metric::{Batch, FieldValue, Metric, MetricError, MetricRef, Value};
-pub use pipeline::{Ack, BatchView, Ingest, Pipeline, SinkReceiver, SinkSpec, SubmitError, WhenFull};
+pub use pipeline::{
+    Ack, BatchView, Ingest, Pipeline, SinkReceiver, SinkSpec, SubmitError, WhenFull,
+};

@@ -318,7 +318,9 @@ impl Batch {
 
     /// Iterate over the metrics in order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = MetricRef<'_>> + Clone + '_ {
-        self.metrics.iter().map(move |rec| MetricRef { batch: self, rec })
+        self.metrics
+            .iter()
+            .map(move |rec| MetricRef { batch: self, rec })
     }
 
     /// Start a metric. Add tags and fields to the returned builder, then call
@@ -476,7 +478,11 @@ impl MetricBuilder<'_> {
     ///
     /// # Errors
     /// As [`MetricBuilder::finish`].
-    pub fn finish_with(mut self, timestamp_ns: i64, dups: DuplicateTags) -> Result<(), MetricError> {
+    pub fn finish_with(
+        mut self,
+        timestamp_ns: i64,
+        dups: DuplicateTags,
+    ) -> Result<(), MetricError> {
         self.check_and_normalize(dups)?;
         let b = &mut *self.batch;
         b.metrics.push(Rec {
@@ -518,7 +524,8 @@ impl MetricBuilder<'_> {
                 DuplicateTags::LastWins => {
                     let mut out = self.mark.tags;
                     for i in self.mark.tags..b.tags.len() {
-                        let next_same = i + 1 < b.tags.len() && s(b.tags[i].key) == s(b.tags[i + 1].key);
+                        let next_same =
+                            i + 1 < b.tags.len() && s(b.tags[i].key) == s(b.tags[i + 1].key);
                         if !next_same {
                             b.tags[out] = b.tags[i];
                             out += 1;
@@ -628,8 +635,14 @@ impl<'a> MetricRef<'a> {
     pub fn to_metric(&self) -> Metric {
         Metric {
             name: self.name().to_owned(),
-            tags: self.tags().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
-            fields: self.fields().map(|(k, v)| (k.to_owned(), v.to_owned_value())).collect(),
+            tags: self
+                .tags()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            fields: self
+                .fields()
+                .map(|(k, v)| (k.to_owned(), v.to_owned_value()))
+                .collect(),
             timestamp: self.timestamp(),
         }
     }
@@ -648,7 +661,9 @@ impl PartialEq<Metric> for MetricRef<'_> {
     fn eq(&self, other: &Metric) -> bool {
         self.name() == other.name
             && self.timestamp() == other.timestamp
-            && self.tags().eq(other.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            && self
+                .tags()
+                .eq(other.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             && self
                 .fields()
                 .eq(other.fields.iter().map(|(k, v)| (k.as_str(), v.as_value())))
@@ -730,10 +745,20 @@ mod tests {
     #[test]
     fn sorts_tags_and_keeps_field_order() {
         let mut b = Batch::new();
-        b.push(&m("cpu").tag("z", "1").tag("a", "2").field("y", 1.0).field("x", 2i64).at(5))
-            .unwrap();
+        b.push(
+            &m("cpu")
+                .tag("z", "1")
+                .tag("a", "2")
+                .field("y", 1.0)
+                .field("x", 2i64)
+                .at(5),
+        )
+        .unwrap();
         let got = b.get(0).to_metric();
-        assert_eq!(got.tags, vec![("a".into(), "2".into()), ("z".into(), "1".into())]);
+        assert_eq!(
+            got.tags,
+            vec![("a".into(), "2".into()), ("z".into(), "1".into())]
+        );
         assert_eq!(got.fields[0].0, "y");
         assert_eq!(got.fields[1], ("x".into(), FieldValue::Int(2)));
         assert_eq!(b.get(0).tag("z"), Some("1"));
@@ -767,7 +792,8 @@ mod tests {
     #[test]
     fn duplicate_fields_last_wins() {
         let mut b = Batch::new();
-        b.push(&m("x").field("a", 1.0).field("b", true).field("a", "s")).unwrap();
+        b.push(&m("x").field("a", 1.0).field("b", true).field("a", "s"))
+            .unwrap();
         let f: Vec<_> = b.get(0).fields().collect();
         assert_eq!(f, vec![("b", Value::Bool(true)), ("a", Value::Str("s"))]);
     }
@@ -789,8 +815,14 @@ mod tests {
         let mut b = Batch::new();
         assert_eq!(b.push(&m("")), Err(MetricError::EmptyName));
         assert_eq!(b.push(&m("x")), Err(MetricError::NoFields));
-        assert_eq!(b.push(&m("x").tag("", "v").field("f", 1.0)), Err(MetricError::EmptyTagKey));
-        assert_eq!(b.push(&m("x").field("", 1.0)), Err(MetricError::EmptyFieldKey));
+        assert_eq!(
+            b.push(&m("x").tag("", "v").field("f", 1.0)),
+            Err(MetricError::EmptyTagKey)
+        );
+        assert_eq!(
+            b.push(&m("x").field("", 1.0)),
+            Err(MetricError::EmptyFieldKey)
+        );
         assert!(b.is_empty());
         assert_eq!(b.arena_bytes(), 0);
     }

@@ -197,7 +197,12 @@ impl Naming {
 
     /// The series name of field `field` of metric `name`, built in `buf`.
     /// `None` when sanitizing left nothing, in which case the series cannot be written.
-    pub fn series_name<'b>(&self, name: &str, field: &str, buf: &'b mut NameBuf) -> Option<&'b str> {
+    pub fn series_name<'b>(
+        &self,
+        name: &str,
+        field: &str,
+        buf: &'b mut NameBuf,
+    ) -> Option<&'b str> {
         let bare = field == "value" && self.value_field == ValueField::Bare;
         // Sanitizers look at the joined name (Telegraf sanitizes the whole
         // string), so join first; both buffers are reused between calls.
@@ -285,7 +290,8 @@ pub fn sanitize_graphite(s: &str, out: &mut String) {
             '/' | '@' | '*' => '-',
             c => c,
         };
-        let ok = c.is_ascii_alphanumeric() || matches!(c, '-' | ':' | '.' | '_' | '=') || is_letter(c);
+        let ok =
+            c.is_ascii_alphanumeric() || matches!(c, '-' | ':' | '.' | '_' | '=') || is_letter(c);
         out.push(if ok { c } else { '_' });
     }
 }
@@ -302,7 +308,12 @@ pub fn sanitize_opentsdb(s: &str, out: &mut String) {
     }
 }
 
-fn prometheus_sanitize(s: &str, out: &mut String, first_ok: fn(char) -> bool, rest_ok: fn(char) -> bool) {
+fn prometheus_sanitize(
+    s: &str,
+    out: &mut String,
+    first_ok: fn(char) -> bool,
+    rest_ok: fn(char) -> bool,
+) {
     let mut chars = s.chars();
     let valid = chars.next().is_some_and(first_ok) && chars.all(rest_ok);
     if valid {
@@ -354,17 +365,32 @@ mod tests {
 
     fn name(target: Target, m: &str, f: &str) -> String {
         let mut buf = NameBuf::default();
-        Naming::for_target(target).series_name(m, f, &mut buf).unwrap_or_default().to_owned()
+        Naming::for_target(target)
+            .series_name(m, f, &mut buf)
+            .unwrap_or_default()
+            .to_owned()
     }
 
     #[test]
     fn value_field_gives_the_bare_name() {
         assert_eq!(name(Target::Graphite, "cpu", "value"), "cpu");
         assert_eq!(name(Target::Prometheus, "cpu", "value"), "cpu");
-        assert_eq!(name(Target::Graphite, "cpu", "usage_idle"), "cpu.usage_idle");
-        assert_eq!(name(Target::Prometheus, "cpu", "usage_idle"), "cpu_usage_idle");
-        assert_eq!(name(Target::Opentsdb, "cpu", "usage_idle"), "cpu_usage_idle");
-        assert_eq!(name(Target::Kairosdb, "cpu", "usage idle"), "cpu.usage idle");
+        assert_eq!(
+            name(Target::Graphite, "cpu", "usage_idle"),
+            "cpu.usage_idle"
+        );
+        assert_eq!(
+            name(Target::Prometheus, "cpu", "usage_idle"),
+            "cpu_usage_idle"
+        );
+        assert_eq!(
+            name(Target::Opentsdb, "cpu", "usage_idle"),
+            "cpu_usage_idle"
+        );
+        assert_eq!(
+            name(Target::Kairosdb, "cpu", "usage idle"),
+            "cpu.usage idle"
+        );
     }
 
     #[test]
@@ -376,7 +402,10 @@ mod tests {
         };
         let n = Naming::with_options(Target::Opentsdb, &opts);
         let mut buf = NameBuf::default();
-        assert_eq!(n.series_name("sys.load", "value", &mut buf), Some("dc1.sys.load_value"));
+        assert_eq!(
+            n.series_name("sys.load", "value", &mut buf),
+            Some("dc1.sys.load_value")
+        );
     }
 
     #[test]
@@ -435,15 +464,55 @@ mod tests {
     #[test]
     fn docs_table_examples() {
         let rows: &[(&str, &str, [&str; 4])] = &[
-            ("cpu", "usage_idle", ["cpu.usage_idle", "cpu_usage_idle", "cpu_usage_idle", "cpu.usage_idle"]),
-            ("sys.load", "value", ["sys.load", "sys.load", "sys_load", "sys.load"]),
-            ("net/if", "bytes@in", ["net-if.bytes-in", "net/if_bytes-in", "net_if_bytes_in", "net/if.bytes@in"]),
+            (
+                "cpu",
+                "usage_idle",
+                [
+                    "cpu.usage_idle",
+                    "cpu_usage_idle",
+                    "cpu_usage_idle",
+                    "cpu.usage_idle",
+                ],
+            ),
+            (
+                "sys.load",
+                "value",
+                ["sys.load", "sys.load", "sys_load", "sys.load"],
+            ),
+            (
+                "net/if",
+                "bytes@in",
+                [
+                    "net-if.bytes-in",
+                    "net/if_bytes-in",
+                    "net_if_bytes_in",
+                    "net/if.bytes@in",
+                ],
+            ),
             ("9p", "x", ["9p.x", "9p_x", "p_x", "9p.x"]),
-            ("disk", "used percent", ["disk.used_percent", "disk_used_percent", "disk_used_percent", "disk.used percent"]),
-            ("héllo", "wörld", ["héllo.wörld", "héllo_wörld", "h_llo_w_rld", "héllo.wörld"]),
+            (
+                "disk",
+                "used percent",
+                [
+                    "disk.used_percent",
+                    "disk_used_percent",
+                    "disk_used_percent",
+                    "disk.used percent",
+                ],
+            ),
+            (
+                "héllo",
+                "wörld",
+                ["héllo.wörld", "héllo_wörld", "h_llo_w_rld", "héllo.wörld"],
+            ),
             ("a..b", "c", ["a.b.c", "a..b_c", "a__b_c", "a..b.c"]),
         ];
-        let targets = [Target::Graphite, Target::Opentsdb, Target::Prometheus, Target::Kairosdb];
+        let targets = [
+            Target::Graphite,
+            Target::Opentsdb,
+            Target::Prometheus,
+            Target::Kairosdb,
+        ];
         for (m, f, expected) in rows {
             for (t, want) in targets.iter().zip(expected) {
                 assert_eq!(name(*t, m, f), *want, "{t:?} {m} {f}");

@@ -128,7 +128,8 @@ impl Pipeline {
             let permits = Arc::new(Semaphore::new(max_metrics.min(Semaphore::MAX_PERMITS)));
             let (tx, rx) = mpsc::unbounded_channel();
             let labels = [("sink", name.to_string())];
-            metrics::gauge!(telemetry::SINK_QUEUE_CAPACITY_METRICS, &labels).set(max_metrics as f64);
+            metrics::gauge!(telemetry::SINK_QUEUE_CAPACITY_METRICS, &labels)
+                .set(max_metrics as f64);
             let q = Arc::new(SinkQueue {
                 name: name.clone(),
                 filter: spec.filter,
@@ -186,7 +187,10 @@ impl std::fmt::Debug for Ingest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ingest")
             .field("input", &self.input)
-            .field("sinks", &self.targets.iter().map(|s| &*s.name).collect::<Vec<_>>())
+            .field(
+                "sinks",
+                &self.targets.iter().map(|s| &*s.name).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -230,14 +234,19 @@ impl Ingest {
     /// # Errors
     /// [`SubmitError::Overloaded`] past the wait, [`SubmitError::Closed`] during shutdown.
     pub async fn submit_timeout(&self, batch: Batch, wait: Duration) -> Result<Ack, SubmitError> {
-        self.submit_until(Arc::new(batch), Some(Instant::now() + wait)).await
+        self.submit_until(Arc::new(batch), Some(Instant::now() + wait))
+            .await
     }
 
     /// The general form: an already shared batch and an optional deadline.
     ///
     /// # Errors
     /// As [`Ingest::submit_timeout`].
-    pub async fn submit_until(&self, batch: Arc<Batch>, deadline: Option<Instant>) -> Result<Ack, SubmitError> {
+    pub async fn submit_until(
+        &self,
+        batch: Arc<Batch>,
+        deadline: Option<Instant>,
+    ) -> Result<Ack, SubmitError> {
         if batch.is_empty() {
             return Ok(Ack::default());
         }
@@ -273,7 +282,11 @@ impl Ingest {
                         Some(d) => match tokio::time::timeout_at(d, acquire).await {
                             Ok(p) => p,
                             // Dropping `plan` releases what was reserved so far.
-                            Err(_) => return Err(SubmitError::Overloaded { sink: q.name.clone() }),
+                            Err(_) => {
+                                return Err(SubmitError::Overloaded {
+                                    sink: q.name.clone(),
+                                });
+                            }
                         },
                     };
                     Reserved::Permit(permit.map_err(|_| SubmitError::Closed)?)
@@ -323,7 +336,11 @@ impl Ingest {
                 }
             }
         }
-        if closed { Err(SubmitError::Closed) } else { Ok(ack) }
+        if closed {
+            Err(SubmitError::Closed)
+        } else {
+            Ok(ack)
+        }
     }
 }
 
@@ -476,7 +493,13 @@ mod tests {
         let a = p.ingest("a");
         assert_eq!(a.sink_count(), 2);
         let ack = a.submit(batch(&["cpu", "mem"])).await.unwrap();
-        assert_eq!(ack, Ack { queued: 2, dropped: 0 });
+        assert_eq!(
+            ack,
+            Ack {
+                queued: 2,
+                dropped: 0
+            }
+        );
         assert_eq!(names(&rx[0].try_recv().unwrap()), ["cpu", "mem"]);
         let v = rx[1].try_recv().unwrap();
         assert_eq!(names(&v), ["cpu"]);
@@ -493,7 +516,13 @@ mod tests {
         let (p, mut rx) = Pipeline::new(vec![spec("d", "", 3, WhenFull::DropNewest)]);
         let i = p.ingest("x");
         assert_eq!(i.submit(batch(&["a", "b"])).await.unwrap().queued, 1);
-        assert_eq!(i.submit(batch(&["c", "d"])).await.unwrap(), Ack { queued: 0, dropped: 1 });
+        assert_eq!(
+            i.submit(batch(&["c", "d"])).await.unwrap(),
+            Ack {
+                queued: 0,
+                dropped: 1
+            }
+        );
         assert_eq!(rx[0].depth(), 2);
         drop(rx[0].try_recv());
         assert_eq!(rx[0].depth(), 0);
@@ -512,7 +541,12 @@ mod tests {
             .submit_timeout(batch(&["c"]), Duration::from_millis(20))
             .await
             .unwrap_err();
-        assert_eq!(err, SubmitError::Overloaded { sink: "tight".into() });
+        assert_eq!(
+            err,
+            SubmitError::Overloaded {
+                sink: "tight".into()
+            }
+        );
         // All or nothing: the roomy sink did not get the refused batch either.
         assert_eq!(rx[0].try_recv().map(|v| v.len()), Some(2));
         assert!(rx[0].try_recv().is_none());
@@ -531,7 +565,10 @@ mod tests {
     #[tokio::test]
     async fn an_oversized_batch_passes_an_empty_queue() {
         let (p, mut rx) = Pipeline::new(vec![spec("s", "", 2, WhenFull::Block)]);
-        p.ingest("x").submit(batch(&["a", "b", "c", "d"])).await.unwrap();
+        p.ingest("x")
+            .submit(batch(&["a", "b", "c", "d"]))
+            .await
+            .unwrap();
         assert_eq!(rx[0].try_recv().unwrap().len(), 4);
     }
 
@@ -556,7 +593,10 @@ mod tests {
     #[tokio::test]
     async fn empty_batches_are_acked_without_queueing() {
         let (p, mut rx) = Pipeline::new(vec![spec("s", "", 1, WhenFull::Block)]);
-        assert_eq!(p.ingest("x").submit(Batch::new()).await.unwrap(), Ack::default());
+        assert_eq!(
+            p.ingest("x").submit(Batch::new()).await.unwrap(),
+            Ack::default()
+        );
         assert!(rx[0].try_recv().is_none());
     }
 }

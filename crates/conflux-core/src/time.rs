@@ -253,7 +253,10 @@ mod tests {
 
     #[test]
     fn converts_with_overflow_check() {
-        assert_eq!(Precision::S.to_ns(1_700_000_000), Some(1_700_000_000_000_000_000));
+        assert_eq!(
+            Precision::S.to_ns(1_700_000_000),
+            Some(1_700_000_000_000_000_000)
+        );
         assert_eq!(Precision::H.to_ns(2), Some(7_200_000_000_000));
         assert_eq!(Precision::S.to_ns(i64::MAX / 10), None);
         assert_eq!(Precision::S.from_ns(-1_500_000_000), -1);
@@ -265,7 +268,10 @@ mod tests {
         assert_eq!(r.classify(4_294_967_295), Ok(Precision::S));
         assert_eq!(r.classify(4_294_967_296), Ok(Precision::Ms));
         assert_eq!(r.classify(9_999_999_999_999), Ok(Precision::Ms));
-        assert_eq!(r.classify(10_000_000_000_000), Err(TimestampError::OutOfRange));
+        assert_eq!(
+            r.classify(10_000_000_000_000),
+            Err(TimestampError::OutOfRange)
+        );
         assert_eq!(r.classify(0), Err(TimestampError::NotPositive));
         assert_eq!(r.classify(-5), Err(TimestampError::NotPositive));
     }
@@ -288,7 +294,10 @@ mod tests {
         assert_eq!(d.classify(9_999_999_999), Ok(Precision::S));
         assert_eq!(d.classify(10_000_000_000), Err(TimestampError::BadLength));
         assert_eq!(d.classify(1_000_000_000_000), Ok(Precision::Ms));
-        assert_eq!(d.classify(10_000_000_000_000), Err(TimestampError::BadLength));
+        assert_eq!(
+            d.classify(10_000_000_000_000),
+            Err(TimestampError::BadLength)
+        );
         assert_eq!(d.to_ns(1_700_000_000_123), Ok(1_700_000_000_123_000_000));
     }
 
