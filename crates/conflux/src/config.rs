@@ -1,0 +1,713 @@
+//! The daemon's TOML configuration: parsing, per-component dispatch on `type`,
+//! and validation that reports every problem at once.
+//!
+//! A component's name is its table key (`[listeners.edge]`, `[sinks.main]`);
+//! each component's own settings are a struct next to its code with unknown
+//! keys rejected, and every message names the component it is about.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+
+use conflux_core::filter::{Filter, FilterConfig};
+use conflux_core::pipeline::{QueueConfig, SinkSpec, WhenFull};
+use conflux_net::listener::{Socket, Transport};
+use conflux_sinks::runner::RunnerConfig;
+use conflux_sinks::{blackhole, file};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::listeners::ListenerConfig;
+
+/// The default configuration, compiled in.
+pub const DEFAULT_CONFIG: &str = include_str!("../../../config/conflux.toml");
+
+/// One problem found in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where: `listeners.edge`, `sinks.main`, `admin`, or empty for the file.
+    pub at: String,
+    /// What.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.at.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.at, self.message)
+        }
+    }
+}
+
+/// Every problem of a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        writeln!(
+            f,
+            "{n} problem{} in the configuration:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.0 {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter (`info`, `conflux=debug,warn`); `RUST_LOG` wins when set.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    /// `text` or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: default_log_level(),
+            format: LogFormat::default(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[admin]`: the daemon's own HTTP endpoint (`/metrics`, `/health`, `/ready`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Where to listen.
+    #[serde(default = "default_admin_address")]
+    pub address: SocketAddr,
+    /// Set to false to run without it.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_admin_address() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9599))
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            address: default_admin_address(),
+            enabled: true,
+        }
+    }
+}
+
+/// `[daemon]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// How long SIGTERM may take: listeners finish, sinks flush; past it,
+    /// what is still unsent is dropped and counted.
+    #[serde(default = "default_shutdown_timeout_ms")]
+    pub shutdown_timeout_ms: u64,
+}
+
+fn default_shutdown_timeout_ms() -> u64 {
+    15_000
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            shutdown_timeout_ms: default_shutdown_timeout_ms(),
+        }
+    }
+}
+
+/// A sink's type and its own settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkKind {
+    /// `type = "file"`.
+    File(file::Config),
+    /// `type = "blackhole"`.
+    Blackhole(blackhole::Config),
+}
+
+impl SinkKind {
+    /// The `type` spelling.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SinkKind::File(_) => "file",
+            SinkKind::Blackhole(_) => "blackhole",
+        }
+    }
+}
+
+/// Queue settings shared by every sink.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SinkQueueConfig {
+    #[serde(default)]
+    when_full: WhenFull,
+    #[serde(default = "default_queue_max_metrics")]
+    queue_max_metrics: usize,
+}
+
+const QUEUE_KEYS: &[&str] = &["when_full", "queue_max_metrics"];
+
+fn default_queue_max_metrics() -> usize {
+    100_000
+}
+
+/// One `[sinks.NAME]`.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    /// The table key.
+    pub name: String,
+    /// Type and own settings.
+    pub kind: SinkKind,
+    /// What a full queue does.
+    pub when_full: WhenFull,
+    /// Queue capacity in metrics.
+    pub queue_max_metrics: usize,
+    /// Routing filter, as written.
+    pub filter_config: FilterConfig,
+    /// Routing filter, compiled.
+    pub filter: Filter,
+    /// Batching and retries.
+    pub runner: RunnerConfig,
+}
+
+impl SinkConfig {
+    /// The pipeline's view of this sink.
+    pub fn spec(&self) -> SinkSpec {
+        SinkSpec {
+            name: self.name.clone(),
+            filter: self.filter.clone(),
+            queue: QueueConfig {
+                max_metrics: self.queue_max_metrics,
+                when_full: self.when_full,
+            },
+        }
+    }
+}
+
+/// One `[listeners.NAME]`.
+#[derive(Debug, Clone)]
+pub struct ListenerEntry {
+    /// The table key.
+    pub name: String,
+    /// Type and own settings.
+    pub config: ListenerConfig,
+}
+
+/// A whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[log]`.
+    pub log: LogConfig,
+    /// `[admin]`.
+    pub admin: AdminConfig,
+    /// `[daemon]`.
+    pub daemon: DaemonConfig,
+    /// `[listeners.*]`, by name.
+    pub listeners: Vec<ListenerEntry>,
+    /// `[sinks.*]`, by name.
+    pub sinks: Vec<SinkConfig>,
+}
+
+const TOP_KEYS: &[&str] = &["log", "admin", "daemon", "listeners", "sinks"];
+
+/// Deserialize `table` into `T`, recording a problem at `at` on failure.
+fn section<T: DeserializeOwned + Default>(
+    table: Option<toml::Value>,
+    at: &str,
+    problems: &mut Vec<Problem>,
+) -> T {
+    match table {
+        None => T::default(),
+        Some(v) => v.try_into().unwrap_or_else(|e: toml::de::Error| {
+            problems.push(Problem {
+                at: at.to_owned(),
+                message: tidy(&e),
+            });
+            T::default()
+        }),
+    }
+}
+
+/// A toml error as one line, without the source excerpt of value errors.
+fn tidy(e: &toml::de::Error) -> String {
+    e.message().trim().replace('\n', " ")
+}
+
+/// Deserialize a component table (with `type` removed) into its config struct.
+pub fn component<T: DeserializeOwned>(table: toml::Table) -> Result<T, String> {
+    toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| tidy(&e))
+}
+
+impl Config {
+    /// Parse and validate `text`.
+    ///
+    /// # Errors
+    /// Every problem found, each naming its component.
+    pub fn parse(text: &str) -> Result<Config, Problems> {
+        let root: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            Problems(vec![Problem {
+                at: String::new(),
+                message: format!("invalid TOML: {}", e.to_string().trim().replace('\n', " ")),
+            }])
+        })?;
+        let mut problems = Vec::new();
+        let mut root = root;
+        for key in root.keys() {
+            if !TOP_KEYS.contains(&key.as_str()) {
+                problems.push(Problem {
+                    at: String::new(),
+                    message: format!(
+                        "unknown section `{key}`, expected one of {}",
+                        backticked(TOP_KEYS)
+                    ),
+                });
+            }
+        }
+        let log = section(root.remove("log"), "log", &mut problems);
+        let admin = section(root.remove("admin"), "admin", &mut problems);
+        let daemon = section(root.remove("daemon"), "daemon", &mut problems);
+
+        let mut listeners = Vec::new();
+        for (name, table) in components(root.remove("listeners"), "listeners", &mut problems) {
+            let at = format!("listeners.{name}");
+            match parse_listener(table) {
+                Ok(config) => listeners.push(ListenerEntry { name, config }),
+                Err(msgs) => problems.extend(msgs.into_iter().map(|message| Problem {
+                    at: at.clone(),
+                    message,
+                })),
+            }
+        }
+        let mut sinks = Vec::new();
+        for (name, table) in components(root.remove("sinks"), "sinks", &mut problems) {
+            let at = format!("sinks.{name}");
+            match parse_sink(&name, table) {
+                Ok(s) => sinks.push(s),
+                Err(msgs) => problems.extend(msgs.into_iter().map(|message| Problem {
+                    at: at.clone(),
+                    message,
+                })),
+            }
+        }
+        let cfg = Config {
+            log,
+            admin,
+            daemon,
+            listeners,
+            sinks,
+        };
+        // Which listener feeds which sink is only known when every component parsed.
+        let all_parsed = problems.is_empty();
+        cfg.cross_check(&mut problems, all_parsed);
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(Problems(problems))
+        }
+    }
+
+    /// Checks that span components: addresses, routes, inputs.
+    fn cross_check(&self, problems: &mut Vec<Problem>, check_routing: bool) {
+        for l in &self.listeners {
+            for message in l.config.problems() {
+                problems.push(Problem {
+                    at: format!("listeners.{}", l.name),
+                    message,
+                });
+            }
+        }
+        // Two listeners on one address: only HTTP listeners may share (their
+        // routes merge); port 0 always means a fresh port.
+        let mut by_addr: BTreeMap<(SocketAddr, bool), Vec<(&str, Transport)>> = BTreeMap::new();
+        for l in &self.listeners {
+            for Socket { address, transport } in l.config.sockets() {
+                if address.port() == 0 {
+                    continue;
+                }
+                let is_udp = transport == Transport::Udp;
+                by_addr
+                    .entry((address, is_udp))
+                    .or_default()
+                    .push((&l.name, transport));
+            }
+        }
+        if self.admin.enabled && self.admin.address.port() != 0 {
+            by_addr
+                .entry((self.admin.address, false))
+                .or_default()
+                .push(("admin", Transport::Tcp));
+        }
+        for ((addr, is_udp), users) in &by_addr {
+            if users.len() < 2 {
+                continue;
+            }
+            let all_http = users.iter().all(|(_, t)| *t == Transport::Http);
+            let mut names: Vec<&str> = users.iter().map(|(n, _)| *n).collect();
+            names.dedup();
+            if !all_http || names.len() < users.len() {
+                problems.push(Problem {
+                    at: String::new(),
+                    message: format!(
+                        "{} share address {addr}/{}; only HTTP listeners with distinct routes may share one",
+                        names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(" and "),
+                        if *is_udp { "udp" } else { "tcp" }
+                    ),
+                });
+            } else if let Err(conflicts) = crate::listeners::check_shared_routes(
+                self.listeners
+                    .iter()
+                    .filter(|l| names.contains(&l.name.as_str())),
+            ) {
+                // One line per pair of listeners, listing the paths both claim.
+                let mut pairs: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+                for c in conflicts {
+                    pairs
+                        .entry((c.first, c.second))
+                        .or_default()
+                        .push(format!("`{}`", c.path));
+                }
+                for ((first, second), paths) in pairs {
+                    problems.push(Problem {
+                        at: String::new(),
+                        message: format!(
+                            "`{first}` and `{second}` share address {addr} and both serve {}; give one of them another address",
+                            paths.join(", ")
+                        ),
+                    });
+                }
+            }
+        }
+
+        if !check_routing {
+            return;
+        }
+        for s in &self.sinks {
+            let at = format!("sinks.{}", s.name);
+            for pattern in &s.filter_config.inputs {
+                let one = Filter::new(&FilterConfig {
+                    inputs: vec![pattern.clone()],
+                    ..FilterConfig::default()
+                });
+                if let Ok(f) = one
+                    && !self.listeners.iter().any(|l| f.accepts_input(&l.name))
+                {
+                    problems.push(Problem {
+                        at: at.clone(),
+                        message: format!("`inputs` entry `{pattern}` matches no listener"),
+                    });
+                }
+            }
+        }
+        for l in &self.listeners {
+            if !self.sinks.iter().any(|s| s.filter.accepts_input(&l.name)) {
+                problems.push(Problem {
+                    at: format!("listeners.{}", l.name),
+                    message:
+                        "feeds no sink: add a sink, or list this listener in a sink's `inputs`"
+                            .to_owned(),
+                });
+            }
+        }
+    }
+}
+
+fn backticked(keys: &[&str]) -> String {
+    keys.iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The `[listeners]` or `[sinks]` table as (name, table) pairs.
+fn components(
+    v: Option<toml::Value>,
+    kind: &str,
+    problems: &mut Vec<Problem>,
+) -> Vec<(String, toml::Table)> {
+    let Some(v) = v else { return Vec::new() };
+    let toml::Value::Table(t) = v else {
+        problems.push(Problem {
+            at: kind.to_owned(),
+            message: format!("must be a table of named components, like [{kind}.NAME]"),
+        });
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (name, v) in t {
+        match v {
+            toml::Value::Table(t) => out.push((name, t)),
+            _ => problems.push(Problem {
+                at: format!("{kind}.{name}"),
+                message: format!("must be a table, like [{kind}.{name}]"),
+            }),
+        }
+    }
+    out
+}
+
+/// Take `type` out of a component table.
+fn take_type(table: &mut toml::Table, known: &[&str]) -> Result<String, String> {
+    match table.remove("type") {
+        Some(toml::Value::String(t)) => Ok(t),
+        Some(_) => Err("`type` must be a string".to_owned()),
+        None => Err(format!(
+            "missing `type`, expected one of {}",
+            backticked(known)
+        )),
+    }
+}
+
+fn parse_listener(mut table: toml::Table) -> Result<ListenerConfig, Vec<String>> {
+    let kind = take_type(&mut table, ListenerConfig::TYPES).map_err(|e| vec![e])?;
+    ListenerConfig::parse(&kind, table)
+}
+
+const SINK_TYPES: &[&str] = &["file", "blackhole"];
+
+fn parse_sink(name: &str, mut table: toml::Table) -> Result<SinkConfig, Vec<String>> {
+    let mut errors = Vec::new();
+    let kind_name = take_type(&mut table, SINK_TYPES).map_err(|e| vec![e])?;
+    // Split the table: shared keys go to their structs, the rest to the type's own.
+    let mut take = |keys: &[&str]| {
+        let mut t = toml::Table::new();
+        for k in keys {
+            if let Some(v) = table.remove(*k) {
+                t.insert((*k).to_owned(), v);
+            }
+        }
+        t
+    };
+    let queue_t = take(QUEUE_KEYS);
+    let filter_t = take(FilterConfig::KEYS);
+    let runner_t = take(RunnerConfig::KEYS);
+    let queue: SinkQueueConfig = component(queue_t).unwrap_or_else(|e| {
+        errors.push(e);
+        SinkQueueConfig {
+            when_full: WhenFull::Block,
+            queue_max_metrics: default_queue_max_metrics(),
+        }
+    });
+    let filter_config: FilterConfig = component(filter_t).unwrap_or_else(|e| {
+        errors.push(e);
+        FilterConfig::default()
+    });
+    let runner: RunnerConfig = component(runner_t).unwrap_or_else(|e| {
+        errors.push(e);
+        RunnerConfig::default()
+    });
+    errors.extend(runner.problems());
+    if queue.queue_max_metrics == 0 {
+        errors.push("`queue_max_metrics` must be at least 1".to_owned());
+    }
+    if runner.batch_max_metrics > queue.queue_max_metrics {
+        errors.push(format!(
+            "`batch_max_metrics` ({}) must not exceed `queue_max_metrics` ({})",
+            runner.batch_max_metrics, queue.queue_max_metrics
+        ));
+    }
+    let filter = match Filter::new(&filter_config) {
+        Ok(f) => f,
+        Err(es) => {
+            errors.extend(es.into_iter().map(|e| e.to_string()));
+            Filter::default()
+        }
+    };
+    let kind = match kind_name.as_str() {
+        "file" => component::<file::Config>(table).map(|c| {
+            errors.extend(c.problems());
+            SinkKind::File(c)
+        }),
+        "blackhole" => component::<blackhole::Config>(table).map(SinkKind::Blackhole),
+        other => Err(format!(
+            "unknown type `{other}`, expected one of {}",
+            backticked(SINK_TYPES)
+        )),
+    };
+    let kind = match kind {
+        Ok(k) => k,
+        Err(e) => {
+            errors.push(e);
+            return Err(errors);
+        }
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(SinkConfig {
+        name: name.to_owned(),
+        kind,
+        when_full: queue.when_full,
+        queue_max_metrics: queue.queue_max_metrics,
+        filter_config,
+        filter,
+        runner,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(src: &str) -> Vec<String> {
+        match Config::parse(src) {
+            Ok(_) => Vec::new(),
+            Err(p) => p.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn the_embedded_default_is_valid() {
+        let cfg = Config::parse(DEFAULT_CONFIG).unwrap();
+        assert!(!cfg.listeners.is_empty());
+        assert!(!cfg.sinks.is_empty());
+    }
+
+    #[test]
+    fn reports_unknown_keys_with_component_names() {
+        let p = problems(
+            r#"
+[listeners.edge]
+type = "influx"
+adress = "127.0.0.1:0"
+[sinks.out]
+type = "file"
+path = "x"
+formt = "json"
+[sinks.other]
+type = "file"
+path = "y"
+when_ful = "block"
+"#,
+        );
+        assert!(
+            p.iter()
+                .any(|s| s.starts_with("listeners.edge: ") && s.contains("adress")),
+            "{p:#?}"
+        );
+        assert!(
+            p.iter()
+                .any(|s| s.starts_with("sinks.out: ") && s.contains("formt")),
+            "{p:#?}"
+        );
+        assert!(
+            p.iter()
+                .any(|s| s.starts_with("sinks.other: ") && s.contains("when_ful")),
+            "{p:#?}"
+        );
+    }
+
+    #[test]
+    fn reports_unknown_types_and_sections() {
+        let p = problems(
+            r#"
+[metrics]
+x = 1
+[sinks.a]
+type = "kafka"
+[sinks.b]
+path = "x"
+"#,
+        );
+        assert!(
+            p.iter().any(|s| s.contains("unknown section `metrics`")),
+            "{p:#?}"
+        );
+        assert!(
+            p.iter()
+                .any(|s| s.starts_with("sinks.a: unknown type `kafka`")),
+            "{p:#?}"
+        );
+        assert!(
+            p.iter().any(|s| s.starts_with("sinks.b: missing `type`")),
+            "{p:#?}"
+        );
+    }
+
+    #[test]
+    fn rejects_inputs_that_match_nothing_and_orphan_listeners() {
+        let p = problems(
+            r#"
+[listeners.edge]
+type = "influx"
+address = "127.0.0.1:0"
+[sinks.out]
+type = "blackhole"
+inputs = ["egde"]
+"#,
+        );
+        assert!(
+            p.iter()
+                .any(|s| s.contains("`inputs` entry `egde` matches no listener")),
+            "{p:#?}"
+        );
+        assert!(
+            p.iter()
+                .any(|s| s.starts_with("listeners.edge: feeds no sink")),
+            "{p:#?}"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_each_reported() {
+        let p = problems(
+            r#"
+[listeners.edge]
+type = "influx"
+address = "127.0.0.1:0"
+[sinks.out]
+type = "blackhole"
+queue_max_metrics = 10
+batch_max_metrics = 20
+namepass = ["[x"]
+when_full = "explode"
+"#,
+        );
+        assert!(p.iter().any(|s| s.contains("explode")), "{p:#?}");
+        assert!(
+            p.iter().any(|s| s.contains("invalid pattern `[x`")),
+            "{p:#?}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_are_one_problem() {
+        let p = problems("[listeners\n");
+        assert_eq!(p.len(), 1);
+        assert!(p[0].starts_with("invalid TOML"), "{p:#?}");
+    }
+}
