@@ -15,7 +15,13 @@ step() { printf '\n==> %s\n' "$*"; }
 venv="$root/.venv"
 if ! "$venv/bin/python" -c 'import influxdb, influxdb_client' 2>/dev/null; then
     step "creating $venv with the Python client libraries"
-    python3 -m venv "$venv"
+    rm -rf "$venv"
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+        # Debian ships venv (ensurepip) separately from python3.
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+    fi
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 fi
 export CONFLUX_PYTHON="$venv/bin/python"
@@ -30,11 +36,14 @@ step "build the daemon"
 cargo build --locked -p conflux
 export CONFLUX_BIN="$root/target/debug/conflux"
 
+# Doc tests first (nextest does not run them), so that the run closes on the
+# summary of the whole suite.
+step "doc tests"
+cargo test --workspace --locked --doc --quiet
+
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --locked --no-fail-fast "$@"
 else
     cargo test --workspace --locked --no-fail-fast "$@"
 fi
-# Doc tests (nextest does not run them).
-cargo test --workspace --locked --doc --quiet
