@@ -611,11 +611,18 @@ impl<'a> MetricRef<'a> {
 
     /// The value of tag `key`, if present.
     pub fn tag(&self, key: &str) -> Option<&'a str> {
-        let tags = self.tags();
-        tags.recs
-            .binary_search_by(|t| self.batch.str(t.key).cmp(key))
-            .ok()
-            .map(|i| self.batch.str(tags.recs[i].value))
+        let recs = self.tags().recs;
+        // Few tags: compare lengths first (from the span, no memory touched),
+        // bytes only on a length match; that beats a binary search, whose every
+        // step is a `memcmp` call. Many tags: binary search on the sorted keys.
+        let i = if recs.len() <= 16 {
+            recs.iter()
+                .position(|t| t.key.len as usize == key.len() && self.batch.str(t.key) == key)
+        } else {
+            recs.binary_search_by(|t| self.batch.str(t.key).cmp(key))
+                .ok()
+        };
+        i.map(|i| self.batch.str(recs[i].value))
     }
 
     /// Fields, in their original order.
@@ -764,6 +771,20 @@ mod tests {
         assert_eq!(b.get(0).tag("z"), Some("1"));
         assert_eq!(b.get(0).tag("q"), None);
         assert_eq!(b.points(), 2);
+    }
+
+    #[test]
+    fn tag_lookup_past_sixteen_tags() {
+        let mut b = Batch::new();
+        let mut many = Metric::new("m").field("v", 1.0);
+        for i in (0..40).rev() {
+            many = many.tag(format!("k{i:02}"), format!("v{i}"));
+        }
+        b.push(&many).unwrap();
+        assert_eq!(b.get(0).tag("k00"), Some("v0"));
+        assert_eq!(b.get(0).tag("k39"), Some("v39"));
+        assert_eq!(b.get(0).tag("k17"), Some("v17"));
+        assert_eq!(b.get(0).tag("k40"), None);
     }
 
     #[test]

@@ -254,10 +254,11 @@ impl Ingest {
         let mut plan: Vec<Planned<'_>> = Vec::with_capacity(self.targets.len());
         for q in self.targets.iter() {
             let pick = if q.filter.has_metric_rules() {
+                let mut matcher = q.filter.matcher();
                 let idx: Box<[u32]> = batch
                     .iter()
                     .enumerate()
-                    .filter(|(_, m)| q.filter.matches(m))
+                    .filter(|(_, m)| matcher.matches(m))
                     .map(|(i, _)| i as u32)
                     .collect();
                 if idx.is_empty() {
