@@ -36,7 +36,11 @@ pub fn main(cfg: Config) -> anyhow::Result<()> {
         .thread_name("conflux")
         .build()
         .context("start the runtime")?;
-    rt.block_on(run(cfg, handle))
+    let result = rt.block_on(run(cfg, handle));
+    // A file write stuck in the kernel (a dead pipe, a hung NFS mount) must
+    // not keep the process from exiting; its data was already counted as dropped.
+    rt.shutdown_timeout(Duration::from_secs(2));
+    result
 }
 
 struct SharedHttp {
@@ -193,12 +197,27 @@ async fn run(cfg: Config, handle: PrometheusHandle) -> anyhow::Result<()> {
     });
 
     shutdown.cancel();
-    if tokio::time::timeout_at(deadline, drain(&mut listener_tasks))
+    // Listeners get half the time to finish what they read. A connection
+    // still blocked on a full sink past that is woken by closing the sinks'
+    // intake (its submit fails, nothing it holds was acknowledged), so that
+    // the sinks keep the rest of the time to flush.
+    let half =
+        tokio::time::Instant::now() + Duration::from_millis(cfg.daemon.shutdown_timeout_ms) / 2;
+    if tokio::time::timeout_at(half, drain(&mut listener_tasks))
         .await
         .is_err()
     {
-        tracing::warn!("listeners did not finish in time");
-        listener_tasks.abort_all();
+        tracing::warn!(
+            "listeners still busy at half the shutdown timeout; closing the sinks' intake"
+        );
+        stop.drain.cancel();
+        if tokio::time::timeout_at(deadline, drain(&mut listener_tasks))
+            .await
+            .is_err()
+        {
+            tracing::warn!("listeners did not finish in time");
+            listener_tasks.abort_all();
+        }
     }
     drop(pipeline);
     stop.drain.cancel();

@@ -1291,7 +1291,7 @@ mod tests {
 
     // ---- golden files: tests/fixtures/graphite-serializer/<case>.expected ----
 
-    /// Compare with the case's `.expected` file; `CONFLUX_BLESS=1` rewrites
+    /// Compare with the case's `.expected` file; `UPDATE_GOLDEN=1` rewrites
     /// it instead (review the diff). Inputs are built in code until the
     /// influx parser can read `.in` files.
     #[track_caller]
@@ -1300,13 +1300,13 @@ mod tests {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures/graphite-serializer")
             .join(format!("{case}.expected"));
-        if std::env::var_os("CONFLUX_BLESS").is_some() {
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::write(&path, &out).unwrap();
             return;
         }
         let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
             panic!(
-                "{}: {e}; run with CONFLUX_BLESS=1 to create it",
+                "{}: {e}; run with UPDATE_GOLDEN=1 to create it",
                 path.display()
             )
         });

@@ -417,7 +417,7 @@ mod tests {
         );
     }
 
-    /// Compare with `tests/fixtures/json/<case>.expected`; `CONFLUX_BLESS=1`
+    /// Compare with `tests/fixtures/json/<case>.expected`; `UPDATE_GOLDEN=1`
     /// rewrites the file instead (review the diff).
     #[track_caller]
     fn golden(case: &str, units: i64, metrics: &[Metric]) {
@@ -433,13 +433,13 @@ mod tests {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures/json")
             .join(format!("{case}.expected"));
-        if std::env::var_os("CONFLUX_BLESS").is_some() {
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::write(&path, &out).unwrap();
             return;
         }
         let expected = std::fs::read(&path).unwrap_or_else(|e| {
             panic!(
-                "{}: {e}; run with CONFLUX_BLESS=1 to create it",
+                "{}: {e}; run with UPDATE_GOLDEN=1 to create it",
                 path.display()
             )
         });
