@@ -2,7 +2,7 @@
 //! codec), the file sink out, compared with `tests/fixtures/file/*.expected`.
 //! `UPDATE_GOLDEN=1` rewrites the expected files (review the diff).
 
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
