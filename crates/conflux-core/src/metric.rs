@@ -237,6 +237,8 @@ struct Rec {
     fields_start: u32,
     fields_end: u32,
     timestamp: i64,
+    /// Time to live in seconds for targets that store it (KairosDB); 0 = none.
+    ttl: u32,
 }
 
 /// Many metrics in one arena. Shared between sinks as `Arc<Batch>`.
@@ -337,6 +339,7 @@ impl Batch {
             batch: self,
             mark,
             name,
+            ttl: 0,
             finished: false,
         }
     }
@@ -365,6 +368,7 @@ impl Batch {
         for (k, v) in metric.fields() {
             b.field(k, v);
         }
+        b.ttl(metric.ttl().unwrap_or(0));
         // The source already holds the invariants; only the 4 GiB cap can fail.
         let _ = b.finish(metric.timestamp());
     }
@@ -429,6 +433,7 @@ pub struct MetricBuilder<'b> {
     batch: &'b mut Batch,
     mark: Mark,
     name: Span,
+    ttl: u32,
     finished: bool,
 }
 
@@ -452,6 +457,14 @@ impl MetricBuilder<'_> {
             Value::Str(s) => RawValue::Str(self.batch.intern(s)),
         };
         self.batch.fields.push(FieldRec { key, value });
+        self
+    }
+
+    /// Set the time to live in seconds, kept as metadata for targets that
+    /// store one (KairosDB's `ttl`); 0, the default, means none. It is not a
+    /// tag, so other sinks never see it.
+    pub fn ttl(&mut self, seconds: u32) -> &mut Self {
+        self.ttl = seconds;
         self
     }
 
@@ -492,6 +505,7 @@ impl MetricBuilder<'_> {
             fields_start: self.mark.fields as u32,
             fields_end: b.fields.len() as u32,
             timestamp: timestamp_ns,
+            ttl: self.ttl,
         });
         self.finished = true;
         Ok(())
@@ -601,6 +615,11 @@ impl<'a> MetricRef<'a> {
         self.rec.timestamp
     }
 
+    /// The time to live in seconds, when the source set one (KairosDB's `ttl`).
+    pub fn ttl(&self) -> Option<u32> {
+        (self.rec.ttl != 0).then_some(self.rec.ttl)
+    }
+
     /// Tags, sorted by key.
     pub fn tags(&self) -> Tags<'a> {
         Tags {
@@ -659,11 +678,13 @@ impl PartialEq for MetricRef<'_> {
     fn eq(&self, other: &Self) -> bool {
         self.name() == other.name()
             && self.timestamp() == other.timestamp()
+            && self.ttl() == other.ttl()
             && self.tags().eq(other.tags())
             && self.fields().eq(other.fields())
     }
 }
 
+/// Compares what an owned [`Metric`] holds; it has no TTL, so the TTL is ignored.
 impl PartialEq<Metric> for MetricRef<'_> {
     fn eq(&self, other: &Metric) -> bool {
         self.name() == other.name
@@ -679,12 +700,16 @@ impl PartialEq<Metric> for MetricRef<'_> {
 
 impl fmt::Debug for MetricRef<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Metric")
-            .field("name", &self.name())
+        let mut d = f.debug_struct("Metric");
+        d.field("name", &self.name())
             .field("tags", &self.tags().collect::<Vec<_>>())
             .field("fields", &self.fields().collect::<Vec<_>>())
-            .field("timestamp", &self.timestamp())
-            .finish()
+            .field("timestamp", &self.timestamp());
+        // Shown only when set, so that the output of metrics without one is unchanged.
+        if let Some(ttl) = self.ttl() {
+            d.field("ttl", &ttl);
+        }
+        d.finish()
     }
 }
 
@@ -858,6 +883,48 @@ mod tests {
         assert!(b.is_empty());
         assert_eq!(b.arena_bytes(), 0);
         assert_eq!(b.points(), 0);
+    }
+
+    #[test]
+    fn ttl_is_metadata_copied_and_compared() {
+        let mut b = Batch::new();
+        b.push(&m("plain").field("v", 1.0)).unwrap();
+        let mut mb = b.metric("kept");
+        mb.tag("host", "a").field("value", Value::Int(1)).ttl(300);
+        mb.finish(7).unwrap();
+        assert_eq!(b.get(0).ttl(), None);
+        assert_eq!(b.get(1).ttl(), Some(300));
+        // Not a tag: other sinks never see it.
+        assert_eq!(b.get(1).tags().collect::<Vec<_>>(), vec![("host", "a")]);
+        assert!(format!("{:?}", b.get(1)).contains("ttl: 300"));
+        assert!(!format!("{:?}", b.get(0)).contains("ttl"));
+
+        let mut c = Batch::new();
+        c.push_ref(b.get(0));
+        c.push_ref(b.get(1));
+        assert_eq!(c.get(1).ttl(), Some(300));
+        assert_eq!(b, c);
+
+        // Same metric, other TTL: not equal.
+        let mut d = Batch::new();
+        d.push_ref(b.get(0));
+        let mut mb = d.metric("kept");
+        mb.tag("host", "a").field("value", Value::Int(1)).ttl(60);
+        mb.finish(7).unwrap();
+        assert_ne!(b, d);
+        // The owned form has no TTL and compares the rest.
+        assert!(b.get(1) == b.get(1).to_metric());
+    }
+
+    #[test]
+    fn a_dropped_builder_does_not_leak_its_ttl() {
+        let mut b = Batch::new();
+        {
+            let mut mb = b.metric("gone");
+            mb.field("v", Value::Float(1.0)).ttl(9);
+        }
+        b.push(&m("next").field("v", 1.0)).unwrap();
+        assert_eq!(b.get(0).ttl(), None);
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub const SINK_SENT_BYTES: &str = "conflux_sink_sent_bytes_total";
 /// (`queue_full`, `closed`, `rejected`, `shutdown`).
 pub const SINK_DROPPED_METRICS: &str = "conflux_sink_dropped_metrics_total";
 /// Counter: points a sink's encoder skipped, by `sink`, `reason`
-/// (`string_value`, `bool_value`, `non_finite_value`, `invalid_name`).
+/// (`string_value`, `bool_value`, `non_finite_value`, `invalid_name`, `invalid_timestamp`).
 pub const SINK_SKIPPED_POINTS: &str = "conflux_sink_skipped_points_total";
 /// Counter: retried sends, by `sink`.
 pub const SINK_RETRIES: &str = "conflux_sink_retries_total";

@@ -59,7 +59,7 @@ pub struct HttpPart {
 pub struct Server {
     /// The bound address (the real port when port 0 was configured).
     pub address: SocketAddr,
-    /// `tcp` or `udp`, for logs.
+    /// `tcp`, `udp`, or a dialect's own name for a second TCP port (`pickle`), for logs.
     pub transport: &'static str,
     /// Runs until the listener's shutdown token is cancelled and in-flight work is done.
     pub run: BoxFuture<'static, ()>,

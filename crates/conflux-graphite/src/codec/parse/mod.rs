@@ -1,0 +1,781 @@
+//! Plaintext parser: `path value [timestamp]` lines into a [`Batch`], one
+//! [`LineError`] per bad line; and the path rules shared with pickle.
+//!
+//! Sources: carbon `lib/carbon/protocols.py` and `lib/carbon/util.py`
+//! (`TaggedSeries`), Telegraf `plugins/parsers/graphite`, vmagent
+//! `lib/protoparser/graphite`; `shared/reference/ANCHORS.md` sections 2.9–2.11.
+//!
+//! A line:
+//! 1. Blanks (spaces, tabs, a `\r` before the `\n`) around and between the
+//!    tokens are skipped; a blank line is skipped whole.
+//! 2. Two or three tokens: `path value` (Telegraf, vmagent) or `path value
+//!    timestamp` (carbon). Inside an OpenMetrics path, quoted blanks do not
+//!    split (carbon splits them and rejects the line).
+//! 3. The value is a float (`1`, `-1.5e3`, `inf`); NaN is dropped and
+//!    counted (`nan_value`), as carbon filters it.
+//! 4. The timestamp is float seconds, kept to the nanosecond for plain
+//!    decimals. `-1` (carbon: any value whose integer part is -1), `N` and a
+//!    missing timestamp mean the receive time; so does `0` when
+//!    [`ParseOptions::zero_is_now`] is set (vmagent's rule).
+//! 5. The path: `name;k=v;…` (carbon tags: split at the first `=`, keys
+//!    without `;!^=`, values not starting with `~`, non-empty, a later key wins),
+//!    `name{k="v",…}` (OpenMetrics, `\"` and `\\` escapes), or a plain
+//!    dotted path. Leading `~` are stripped from a tagged name, as carbon
+//!    does for its `name` tag; a tag called `name` is dropped, because carbon
+//!    replaces it with the series name.
+//! 6. The name (without tags) goes through the [`Templates`]; tags from the
+//!    path are merged over the template's, and the value lands in field
+//!    `value` unless a template `field` part names it.
+
+use std::sync::Arc;
+
+use conflux_core::metric::DuplicateTags;
+use conflux_core::{Batch, MetricError, Value};
+
+use super::error::{ErrorKind, LineError, line_message};
+use super::pickle;
+use super::template::{Applied, Templates};
+
+#[cfg(test)]
+mod tests;
+
+/// How [`Parser::parse`] reads a payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ParseOptions {
+    /// Time given to lines without a timestamp (or `-1`, `N`), in
+    /// nanoseconds. Read the clock once per read chunk.
+    pub default_timestamp_ns: i64,
+    /// A timestamp of `0` also means the receive time (vmagent's rule;
+    /// carbon stores it as 1970-01-01).
+    pub zero_is_now: bool,
+}
+
+impl ParseOptions {
+    /// Options with receive time `now_ns`; `0` is a real timestamp.
+    pub fn new(now_ns: i64) -> ParseOptions {
+        ParseOptions {
+            default_timestamp_ns: now_ns,
+            zero_is_now: false,
+        }
+    }
+}
+
+/// An error found while reading a line: its kind and the reason text.
+#[derive(Debug)]
+pub(crate) struct Fail {
+    pub kind: ErrorKind,
+    pub reason: &'static str,
+}
+
+impl From<ErrorKind> for Fail {
+    fn from(kind: ErrorKind) -> Self {
+        Fail {
+            kind,
+            reason: kind.text(),
+        }
+    }
+}
+
+/// Where a tag's key or value lives: in the path, or in the parser's scratch
+/// string (OpenMetrics values with escapes).
+#[derive(Debug, Clone, Copy)]
+struct Src {
+    start: usize,
+    end: usize,
+    scratch: bool,
+}
+
+impl Src {
+    fn path(start: usize, end: usize) -> Src {
+        Src {
+            start,
+            end,
+            scratch: false,
+        }
+    }
+
+    fn get<'a>(&self, path: &'a str, scratch: &'a str) -> &'a str {
+        let s = if self.scratch { scratch } else { path };
+        s.get(self.start..self.end).unwrap_or_default()
+    }
+}
+
+/// A reusable Graphite parser: compiled templates plus scratch buffers, so
+/// that parsing allocates nothing per line once warm. Keep one per
+/// connection.
+#[derive(Debug)]
+pub struct Parser {
+    templates: Arc<Templates>,
+    applied: Applied,
+    tags: Vec<(Src, Src)>,
+    scratch: String,
+    pickle: pickle::Decoder,
+}
+
+impl Default for Parser {
+    /// No templates: the whole path is the name.
+    fn default() -> Self {
+        Parser::new(Arc::new(Templates::default()))
+    }
+}
+
+impl Parser {
+    /// A parser applying `templates`.
+    pub fn new(templates: Arc<Templates>) -> Parser {
+        Parser {
+            templates,
+            applied: Applied::default(),
+            tags: Vec::with_capacity(16),
+            scratch: String::new(),
+            pickle: pickle::Decoder::default(),
+        }
+    }
+
+    /// Parse a plaintext payload. Good lines go into `batch`, each bad line
+    /// into `errors` (one bad line never hides the others). Returns the
+    /// number of lines parsed into metrics.
+    pub fn parse(
+        &mut self,
+        input: &[u8],
+        opts: &ParseOptions,
+        batch: &mut Batch,
+        errors: &mut Vec<LineError>,
+    ) -> usize {
+        // One UTF-8 check of the whole payload costs far less than one per
+        // path; a payload with a bad byte is checked line by line instead.
+        let text = std::str::from_utf8(input).ok();
+        let mut parsed = 0;
+        let mut line_no = 0;
+        let mut pos = 0;
+        let n = input.len();
+        while pos < n {
+            line_no += 1;
+            let nl = memchr::memchr(b'\n', &input[pos..]).map_or(n, |i| pos + i);
+            let (s, e) = trim(input, pos, nl);
+            pos = nl + 1;
+            if s == e {
+                continue;
+            }
+            let line = &input[s..e];
+            // Blanks are ASCII, so a trimmed line starts and ends on char boundaries.
+            let line_text = text.and_then(|t| t.get(s..e));
+            match self.line(line, line_text, opts, batch) {
+                Ok(()) => parsed += 1,
+                Err(fail) => errors.push(LineError {
+                    line: line_no,
+                    message: line_message(line, fail.reason),
+                    kind: fail.kind,
+                }),
+            }
+        }
+        parsed
+    }
+
+    /// Decode one pickle frame (the bytes after the 4-byte length) holding
+    /// `[(path, (timestamp, value)), …]`. Items that do not unpack, or whose
+    /// path or numbers are bad, go into `errors` (numbered from 1) and are
+    /// skipped, as carbon skips them; returns the number of items parsed into
+    /// metrics.
+    ///
+    /// # Errors
+    /// [`PickleError`](super::PickleError) when the frame does not load as a
+    /// list: nothing from it is used.
+    pub fn parse_pickle(
+        &mut self,
+        frame: &[u8],
+        opts: &ParseOptions,
+        batch: &mut Batch,
+        errors: &mut Vec<LineError>,
+    ) -> Result<usize, super::PickleError> {
+        // The decoder is taken out so that items can be handed to `self`.
+        let mut dec = std::mem::take(&mut self.pickle);
+        let result = dec.load(frame).map(|top| {
+            let mut parsed = 0;
+            let count = dec.items(top).len();
+            for index in 0..count {
+                let item = dec.item(top, index);
+                let outcome = match dec.datapoint(frame, item) {
+                    Some((path, ts, value)) => self.datapoint(path, ts, value, opts, batch),
+                    None => Err(ErrorKind::InvalidItem.into()),
+                };
+                match outcome {
+                    Ok(()) => parsed += 1,
+                    Err(fail) => errors.push(LineError {
+                        line: index + 1,
+                        message: format!("item {}: {}", index + 1, fail.reason),
+                        kind: fail.kind,
+                    }),
+                }
+            }
+            parsed
+        });
+        self.pickle = dec;
+        result
+    }
+
+    /// One pickled datapoint.
+    fn datapoint(
+        &mut self,
+        path: &[u8],
+        ts: pickle::Number<'_>,
+        value: pickle::Number<'_>,
+        opts: &ParseOptions,
+        batch: &mut Batch,
+    ) -> Result<(), Fail> {
+        let path = std::str::from_utf8(path).map_err(|_| Fail::from(ErrorKind::InvalidUtf8))?;
+        let value = match value {
+            pickle::Number::Int(i) => i as f64,
+            pickle::Number::Float(f) => f,
+            pickle::Number::Text(t) => parse_value(t)?,
+        };
+        if value.is_nan() {
+            return Err(ErrorKind::NanValue.into());
+        }
+        let ts = match ts {
+            pickle::Number::Int(i) => int_seconds(i, opts)?,
+            pickle::Number::Float(f) => float_seconds(f, opts)?,
+            pickle::Number::Text(t) => parse_timestamp(t, opts)?,
+        };
+        self.metric(path, value, ts, batch)
+    }
+
+    /// One non-blank, trimmed line; `text` is the same line when the payload
+    /// is known to be UTF-8.
+    fn line(
+        &mut self,
+        line: &[u8],
+        text: Option<&str>,
+        opts: &ParseOptions,
+        batch: &mut Batch,
+    ) -> Result<(), Fail> {
+        let path_end = path_end(line);
+        let path = &line[..path_end];
+        let rest = skip_blanks(&line[path_end..]);
+        if rest.is_empty() {
+            return Err(ErrorKind::MissingValue.into());
+        }
+        let value_end = token_end(rest);
+        let value_tok = &rest[..value_end];
+        let rest = skip_blanks(&rest[value_end..]);
+        let ts_tok = if rest.is_empty() {
+            None
+        } else {
+            let ts_end = token_end(rest);
+            if ts_end < rest.len() {
+                return Err(ErrorKind::TooManyFields.into());
+            }
+            Some(rest)
+        };
+        let value = parse_value(value_tok)?;
+        if value.is_nan() {
+            return Err(ErrorKind::NanValue.into());
+        }
+        let ts = match ts_tok {
+            None => opts.default_timestamp_ns,
+            Some(t) => parse_timestamp(t, opts)?,
+        };
+        let path = match text.and_then(|t| t.get(..path_end)) {
+            Some(p) => p,
+            None => std::str::from_utf8(path).map_err(|_| Fail::from(ErrorKind::InvalidUtf8))?,
+        };
+        self.metric(path, value, ts, batch)
+    }
+
+    /// Add the metric for `path` (any of the three forms) to `batch`.
+    fn metric(&mut self, path: &str, value: f64, ts: i64, batch: &mut Batch) -> Result<(), Fail> {
+        self.tags.clear();
+        let bytes = path.as_bytes();
+        let tagged;
+        let name = if bytes.ends_with(b"\"}")
+            && let Some(open) = memchr::memchr(b'{', bytes)
+        {
+            self.openmetrics_tags(path, open)?;
+            tagged = true;
+            &path[..open]
+        } else if let Some(semi) = memchr::memchr(b';', bytes) {
+            self.carbon_tags(path, semi)?;
+            tagged = true;
+            &path[..semi]
+        } else {
+            tagged = false;
+            path
+        };
+        // Carbon derives its `name` tag with leading `~` stripped and refuses an empty one.
+        let name = if tagged {
+            name.trim_start_matches('~')
+        } else {
+            name
+        };
+        if name.is_empty() {
+            return Err(ErrorKind::MissingName.into());
+        }
+
+        let templates = &*self.templates;
+        let scratch = self.scratch.as_str();
+        let result = if templates.is_identity() {
+            let mut b = batch.metric(name);
+            for (k, v) in &self.tags {
+                b.tag(k.get(path, scratch), v.get(path, scratch));
+            }
+            b.field("value", Value::Float(value));
+            if self.tags.is_empty() {
+                b.finish(ts)
+            } else {
+                b.finish_with(ts, DuplicateTags::LastWins)
+            }
+        } else {
+            templates.apply(name, &mut self.applied);
+            let applied = &self.applied;
+            let measurement = if applied.has_measurement() {
+                applied.measurement.as_str()
+            } else {
+                name
+            };
+            let field = if applied.field.is_empty() {
+                "value"
+            } else {
+                applied.field.as_str()
+            };
+            let mut b = batch.metric(measurement);
+            // Added first, so that a path tag with the same key wins (LastWins).
+            for (k, v) in templates.tags(applied) {
+                b.tag(k, v);
+            }
+            for (k, v) in &self.tags {
+                b.tag(k.get(path, scratch), v.get(path, scratch));
+            }
+            b.field(field, Value::Float(value));
+            b.finish_with(ts, DuplicateTags::LastWins)
+        };
+        result.map_err(|e| match e {
+            MetricError::BatchTooLarge => ErrorKind::BatchTooLarge.into(),
+            // Names, keys and fields are checked non-empty above; a template
+            // can still leave a tag key empty only if the spec had one, which
+            // the compiler refuses.
+            _ => ErrorKind::InvalidTag.into(),
+        })
+    }
+
+    /// `name;k=v;k2=v2`: carbon's `TaggedSeries.parse_carbon`. One pass over
+    /// the bytes: segments are short, so a plain loop beats a `memchr` call
+    /// per delimiter.
+    fn carbon_tags(&mut self, path: &str, semi: usize) -> Result<(), Fail> {
+        let bytes = path.as_bytes();
+        let mut start = semi + 1;
+        let mut eq: Option<usize> = None;
+        let mut bad_key = false;
+        let mut i = start;
+        loop {
+            i = next_tag_special(bytes, i);
+            let b = bytes.get(i).copied();
+            match b {
+                Some(b'=') if eq.is_none() => eq = Some(i),
+                Some(b'!' | b'^') if eq.is_none() => bad_key = true,
+                Some(b';') | None => {
+                    let Some(e) = eq else {
+                        return Err(ErrorKind::InvalidTag.into());
+                    };
+                    // Carbon's `validateTagAndValue`, in its order.
+                    if e == start || e + 1 == i {
+                        return Err(ErrorKind::InvalidTag.into());
+                    }
+                    if bad_key {
+                        return Err(ErrorKind::InvalidTagKey.into());
+                    }
+                    if bytes[e + 1] == b'~' {
+                        return Err(ErrorKind::InvalidTagValue.into());
+                    }
+                    if &bytes[start..e] != b"name" {
+                        self.tags.push((Src::path(start, e), Src::path(e + 1, i)));
+                    }
+                    if b.is_none() {
+                        return Ok(());
+                    }
+                    start = i + 1;
+                    eq = None;
+                    bad_key = false;
+                }
+                Some(_) => {}
+            }
+            i += 1;
+        }
+    }
+
+    /// `name{k="v",k2="v2"}`: carbon's `TaggedSeries.parse_openmetrics`, whose
+    /// segment regex is `([^=]+)="((?:[\\]["\\]|[^"\\])+)"(:?,|$)`.
+    fn openmetrics_tags(&mut self, path: &str, open: usize) -> Result<(), Fail> {
+        let bytes = path.as_bytes();
+        // The path ends in `"}`; carbon's `split('{', 2)` refuses a second `{`.
+        let end = bytes.len() - 1;
+        if memchr::memchr(b'{', &bytes[open + 1..end]).is_some() {
+            return Err(ErrorKind::InvalidOpenMetrics.into());
+        }
+        self.scratch.clear();
+        let mut i = open + 1;
+        while i < end {
+            // Key: one or more bytes other than `=`, then `="`.
+            let ks = i;
+            let eq = memchr::memchr(b'=', &bytes[i..end]).map(|o| i + o);
+            let Some(eq) = eq.filter(|&e| e > ks && bytes.get(e + 1) == Some(&b'"')) else {
+                return Err(ErrorKind::InvalidOpenMetrics.into());
+            };
+            let key = Src::path(ks, eq);
+            // Value: `\"`, `\\` or any byte but `"` and `\`, at least one.
+            let vs = eq + 2;
+            let mut j = vs;
+            let mut escaped = false;
+            loop {
+                match bytes.get(j) {
+                    Some(b'"') => break,
+                    Some(b'\\') if matches!(bytes.get(j + 1), Some(b'"' | b'\\')) => {
+                        escaped = true;
+                        j += 2;
+                    }
+                    Some(b'\\') | None => return Err(ErrorKind::InvalidOpenMetrics.into()),
+                    Some(_) => j += 1,
+                }
+            }
+            if j == vs || j >= end {
+                return Err(ErrorKind::InvalidOpenMetrics.into());
+            }
+            let value = if escaped {
+                let s = self.scratch.len();
+                let mut k = vs;
+                while k < j {
+                    if bytes[k] == b'\\' {
+                        k += 1;
+                    }
+                    // Escapes only ever stand before ASCII, so char boundaries hold.
+                    let c_end = next_char_end(path, k);
+                    self.scratch.push_str(&path[k..c_end]);
+                    k = c_end;
+                }
+                Src {
+                    start: s,
+                    end: self.scratch.len(),
+                    scratch: true,
+                }
+            } else {
+                Src::path(vs, j)
+            };
+            // After the closing quote: an optional `:`, then `,` or the end.
+            i = j + 1;
+            if bytes.get(i) == Some(&b':') {
+                i += 1;
+            }
+            match bytes.get(i) {
+                Some(b',') => i += 1,
+                _ if i == end => {}
+                _ => return Err(ErrorKind::InvalidOpenMetrics.into()),
+            }
+            let scratch = self.scratch.as_str();
+            check_tag(
+                key.get(path, scratch).as_bytes(),
+                value.get(path, scratch).as_bytes(),
+            )?;
+            if key.get(path, scratch) != "name" {
+                self.tags.push((key, value));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The first position from `i` holding one of `=!^;`, or `bytes.len()`.
+/// Eight bytes at a time (SWAR): tag segments are a few bytes to a few
+/// dozen, too short for `memchr` to pay off, and this is the hot loop of
+/// tagged lines.
+fn next_tag_special(bytes: &[u8], mut i: usize) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // High bit set in each byte of `v` that is zero; a borrow can also mark
+    // a byte above a zero byte, but never one below it, so the lowest mark
+    // is exact.
+    let zero = |v: u64| v.wrapping_sub(LO) & !v & HI;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        let hits = zero(x ^ (LO * u64::from(b'=')))
+            | zero(x ^ (LO * u64::from(b';')))
+            | zero(x ^ (LO * u64::from(b'!')))
+            | zero(x ^ (LO * u64::from(b'^')));
+        if hits != 0 {
+            return i + (hits.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < bytes.len() && !TAG_SPECIAL[usize::from(bytes[i])] {
+        i += 1;
+    }
+    i
+}
+
+/// The bytes [`Parser::carbon_tags`] must look at.
+const TAG_SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'=' as usize] = true;
+    t[b'!' as usize] = true;
+    t[b'^' as usize] = true;
+    t[b';' as usize] = true;
+    t
+};
+
+/// Carbon's `validateTagAndValue`, with the reason it failed.
+fn check_tag(key: &[u8], value: &[u8]) -> Result<(), Fail> {
+    if key.is_empty() || value.is_empty() {
+        return Err(ErrorKind::InvalidTag.into());
+    }
+    if key.iter().any(|b| matches!(b, b';' | b'!' | b'^' | b'=')) {
+        return Err(ErrorKind::InvalidTagKey.into());
+    }
+    if value[0] == b'~' {
+        return Err(ErrorKind::InvalidTagValue.into());
+    }
+    if memchr::memchr(b';', value).is_some() {
+        return Err(Fail {
+            kind: ErrorKind::InvalidTagValue,
+            reason: "invalid tag value: must not contain `;`",
+        });
+    }
+    Ok(())
+}
+
+fn next_char_end(s: &str, i: usize) -> usize {
+    let mut e = i + 1;
+    while e < s.len() && !s.is_char_boundary(e) {
+        e += 1;
+    }
+    e.min(s.len())
+}
+
+/// Parse a whole plaintext payload with no templates. See [`Parser::parse`];
+/// keep a [`Parser`] to reuse its buffers.
+pub fn parse(
+    input: &[u8],
+    opts: &ParseOptions,
+    batch: &mut Batch,
+    errors: &mut Vec<LineError>,
+) -> usize {
+    Parser::default().parse(input, opts, batch, errors)
+}
+
+/// Decode one pickle frame with no templates. See [`Parser::parse_pickle`].
+///
+/// # Errors
+/// As [`Parser::parse_pickle`].
+pub fn parse_pickle(
+    frame: &[u8],
+    opts: &ParseOptions,
+    batch: &mut Batch,
+    errors: &mut Vec<LineError>,
+) -> Result<usize, super::PickleError> {
+    Parser::default().parse_pickle(frame, opts, batch, errors)
+}
+
+fn is_blank(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r')
+}
+
+/// The range `start..end` of `input` without leading and trailing blanks.
+fn trim(input: &[u8], mut start: usize, mut end: usize) -> (usize, usize) {
+    while start < end && is_blank(input[start]) {
+        start += 1;
+    }
+    while end > start && is_blank(input[end - 1]) {
+        end -= 1;
+    }
+    (start, end)
+}
+
+fn skip_blanks(s: &[u8]) -> &[u8] {
+    let i = s.iter().position(|&b| !is_blank(b)).unwrap_or(s.len());
+    &s[i..]
+}
+
+/// Length of the token at the start of `s` (up to a blank).
+fn token_end(s: &[u8]) -> usize {
+    s.iter().position(|&b| is_blank(b)).unwrap_or(s.len())
+}
+
+/// End of the path token: the first blank, except inside the quotes of an
+/// OpenMetrics path (`name{k="a b"}`).
+fn path_end(line: &[u8]) -> usize {
+    let end = memchr::memchr2(b' ', b'\t', line).unwrap_or(line.len());
+    let token = &line[..end];
+    if end == line.len() || token.ends_with(b"}") {
+        return end;
+    }
+    let Some(open) = memchr::memchr(b'{', token) else {
+        return end;
+    };
+    // Quote-aware scan; only paths with quoted blanks pay for it.
+    let mut in_quotes = false;
+    let mut i = open + 1;
+    while i < line.len() {
+        match line[i] {
+            b'\\' if in_quotes => i += 1,
+            b'"' => in_quotes = !in_quotes,
+            b' ' | b'\t' if !in_quotes => return i,
+            _ => {}
+        }
+        i += 1;
+    }
+    line.len()
+}
+
+/// A float as Rust reads it (`1`, `-1.5`, `1e3`, `.5`, `inf`, `NaN`).
+fn parse_value(tok: &[u8]) -> Result<f64, Fail> {
+    if let Some(v) = fast_float(tok) {
+        return Ok(v);
+    }
+    std::str::from_utf8(tok)
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .ok_or_else(|| ErrorKind::InvalidValue.into())
+}
+
+/// Powers of ten, all exact as f64.
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+/// `[-]digits[.digits]` whose digits make an integer below 2^53, read with
+/// Clinger's fast path: both the integer and the power of ten are exact, so
+/// one division rounds once, correctly. `None` for anything else, which the
+/// general parser reads; most values collectd, Telegraf and statsd send
+/// take this path.
+fn fast_float(tok: &[u8]) -> Option<f64> {
+    let (negative, digits) = match tok.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, tok),
+    };
+    // 16 bytes hold at most 16 digits: no u64 overflow.
+    if digits.is_empty() || digits.len() > 16 {
+        return None;
+    }
+    let mut mantissa: u64 = 0;
+    let mut frac_digits = 0usize;
+    let mut seen_dot = false;
+    let mut seen_digit = false;
+    for &b in digits {
+        match b {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(b - b'0');
+                seen_digit = true;
+                frac_digits += usize::from(seen_dot);
+            }
+            b'.' if !seen_dot => seen_dot = true,
+            _ => return None,
+        }
+    }
+    if !seen_digit || mantissa >= (1u64 << 53) {
+        return None;
+    }
+    let v = mantissa as f64 / *POW10.get(frac_digits)?;
+    Some(if negative { -v } else { v })
+}
+
+const NANOS: i64 = 1_000_000_000;
+
+/// A timestamp token: float seconds, `N`, `-1`.
+pub(crate) fn parse_timestamp(tok: &[u8], opts: &ParseOptions) -> Result<i64, Fail> {
+    if tok == b"N" {
+        return Ok(opts.default_timestamp_ns);
+    }
+    if let Some(ts) = decimal_seconds(tok, opts)? {
+        return Ok(ts);
+    }
+    let f = std::str::from_utf8(tok)
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .ok_or(Fail::from(ErrorKind::InvalidTimestamp))?;
+    float_seconds(f, opts)
+}
+
+/// `[-+]digits[.digits]` read exactly (a float would lose the nanoseconds of a
+/// 2023 timestamp), in one pass. `Ok(None)` when the token has another shape.
+fn decimal_seconds(tok: &[u8], opts: &ParseOptions) -> Result<Option<i64>, Fail> {
+    let (negative, digits) = match tok.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, tok),
+    };
+    let mut int_part: i64 = 0;
+    let mut i = 0;
+    while let Some(&b) = digits.get(i) {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        int_part = int_part
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(i64::from(b - b'0')))
+            .ok_or(Fail::from(ErrorKind::TimestampOutOfRange))?;
+        i += 1;
+    }
+    let int_digits = i;
+    let mut frac_ns: i64 = 0;
+    let mut frac_digits = 0;
+    if digits.get(i) == Some(&b'.') {
+        i += 1;
+        while let Some(&b) = digits.get(i) {
+            if !b.is_ascii_digit() {
+                break;
+            }
+            // Nanoseconds: digits past the ninth are dropped (toward zero).
+            if frac_digits < 9 {
+                frac_ns = frac_ns * 10 + i64::from(b - b'0');
+                frac_digits += 1;
+            }
+            i += 1;
+        }
+    }
+    if i != digits.len() || (int_digits == 0 && frac_digits == 0) {
+        return Ok(None);
+    }
+    for _ in frac_digits..9 {
+        frac_ns *= 10;
+    }
+    // Carbon: `int(ts) == -1` means now, so -1.5 does too.
+    if negative && int_part == 1 {
+        return Ok(Some(opts.default_timestamp_ns));
+    }
+    if opts.zero_is_now && int_part == 0 && frac_ns == 0 {
+        return Ok(Some(opts.default_timestamp_ns));
+    }
+    let ns = int_part
+        .checked_mul(NANOS)
+        .and_then(|n| n.checked_add(frac_ns))
+        .ok_or(Fail::from(ErrorKind::TimestampOutOfRange))?;
+    Ok(Some(if negative { -ns } else { ns }))
+}
+
+/// Float seconds (exponent forms, pickled floats) to nanoseconds.
+pub(crate) fn float_seconds(f: f64, opts: &ParseOptions) -> Result<i64, Fail> {
+    if f.is_nan() {
+        return Err(ErrorKind::InvalidTimestamp.into());
+    }
+    if f.trunc() == -1.0 || (opts.zero_is_now && f == 0.0) {
+        return Ok(opts.default_timestamp_ns);
+    }
+    // Whole seconds and the fraction apart: `f * 1e9` would round
+    // 1700000000.25 to ...249999872 ns.
+    let secs = f.trunc();
+    if secs.is_nan() || secs.abs() >= 1e10 {
+        return Err(ErrorKind::TimestampOutOfRange.into());
+    }
+    let frac_ns = ((f - secs) * 1e9).round() as i64;
+    (secs as i64)
+        .checked_mul(NANOS)
+        .and_then(|n| n.checked_add(frac_ns))
+        .ok_or(ErrorKind::TimestampOutOfRange.into())
+}
+
+/// Whole seconds (pickled ints) to nanoseconds.
+pub(crate) fn int_seconds(s: i64, opts: &ParseOptions) -> Result<i64, Fail> {
+    if s == -1 || (opts.zero_is_now && s == 0) {
+        return Ok(opts.default_timestamp_ns);
+    }
+    s.checked_mul(NANOS)
+        .ok_or(ErrorKind::TimestampOutOfRange.into())
+}

@@ -1,0 +1,488 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use conflux_core::{Batch, Metric};
+
+use super::*;
+
+const NOW: i64 = 1_700_000_000_123_456_789;
+const S: i64 = 1_000_000_000;
+
+fn opts() -> ParseOptions {
+    ParseOptions::new(NOW)
+}
+
+fn run(p: &mut Parser, input: &str, o: &ParseOptions) -> (Vec<Metric>, Vec<LineError>) {
+    let mut batch = Batch::new();
+    let mut errors = Vec::new();
+    let n = p.parse(input.as_bytes(), o, &mut batch, &mut errors);
+    assert_eq!(n, batch.len());
+    (batch.iter().map(|m| m.to_metric()).collect(), errors)
+}
+
+fn m(name: &str, value: f64, ts: i64) -> Metric {
+    Metric::new(name).field("value", value).at(ts)
+}
+
+#[track_caller]
+fn ok(input: &str, expected: Vec<Metric>) {
+    let (got, errors) = run(&mut Parser::default(), input, &opts());
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(got, expected);
+}
+
+#[track_caller]
+fn err(input: &str, kind: ErrorKind, message: &str) {
+    let (got, errors) = run(&mut Parser::default(), input, &opts());
+    assert!(got.is_empty(), "{got:?}");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].kind, kind, "{errors:?}");
+    assert_eq!(errors[0].message, message);
+    assert_eq!(errors[0].line, 1);
+}
+
+#[track_caller]
+fn kind(input: &str, kind: ErrorKind) {
+    let (got, errors) = run(&mut Parser::default(), input, &opts());
+    assert!(got.is_empty(), "{got:?}");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].kind, kind, "{input:?}: {errors:?}");
+}
+
+#[test]
+fn reads_path_value_timestamp() {
+    ok(
+        "servers.host1.cpu.load 0.5 1700000000\n",
+        vec![m("servers.host1.cpu.load", 0.5, 1_700_000_000 * S)],
+    );
+}
+
+#[test]
+fn missing_timestamp_minus_one_and_n_mean_now() {
+    ok(
+        "a 1\nb 2 -1\nc 3 N\nd 4 -1.0\ne 5 -1.7\n",
+        vec![
+            m("a", 1.0, NOW),
+            m("b", 2.0, NOW),
+            m("c", 3.0, NOW),
+            m("d", 4.0, NOW),
+            // carbon: `int(ts) == -1`
+            m("e", 5.0, NOW),
+        ],
+    );
+}
+
+#[test]
+fn zero_is_a_real_timestamp_unless_configured() {
+    ok("a 1 0\n", vec![m("a", 1.0, 0)]);
+    let o = ParseOptions {
+        zero_is_now: true,
+        ..opts()
+    };
+    let (got, _) = run(&mut Parser::default(), "a 1 0\nb 2 0.0\nc 3 0.5\n", &o);
+    assert_eq!(
+        got,
+        vec![m("a", 1.0, NOW), m("b", 2.0, NOW), m("c", 3.0, S / 2)]
+    );
+}
+
+#[test]
+fn fractional_seconds_are_exact_to_the_nanosecond() {
+    ok(
+        "a 1 1700000000.123456789\nb 1 1700000000.5\nc 1 1700000000.1234567891\nd 1 -0.5\n",
+        vec![
+            m("a", 1.0, 1_700_000_000_123_456_789),
+            m("b", 1.0, 1_700_000_000_500_000_000),
+            m("c", 1.0, 1_700_000_000_123_456_789),
+            m("d", 1.0, -S / 2),
+        ],
+    );
+}
+
+#[test]
+fn exponent_timestamps_go_through_a_float() {
+    ok("a 1 1.7e9\n", vec![m("a", 1.0, 1_700_000_000 * S)]);
+}
+
+#[test]
+fn blanks_tabs_and_crlf_separate() {
+    ok(
+        "  a\t\t1  \t 1700000000 \r\n\tb 2\r\n",
+        vec![m("a", 1.0, 1_700_000_000 * S), m("b", 2.0, NOW)],
+    );
+}
+
+#[test]
+fn blank_lines_are_skipped_and_counted_for_line_numbers() {
+    let (got, errors) = run(&mut Parser::default(), "\n\n \t\nbad\na 1 1\n", &opts());
+    assert_eq!(got, vec![m("a", 1.0, S)]);
+    assert_eq!(errors[0].line, 4);
+}
+
+#[test]
+fn values_are_floats_in_every_spelling() {
+    ok(
+        "a 1e3 1\nb -0.25 1\nc .5 1\nd 5. 1\ne +7 1\nf inf 1\ng -Infinity 1\n",
+        vec![
+            m("a", 1000.0, S),
+            m("b", -0.25, S),
+            m("c", 0.5, S),
+            m("d", 5.0, S),
+            m("e", 7.0, S),
+            m("f", f64::INFINITY, S),
+            m("g", f64::NEG_INFINITY, S),
+        ],
+    );
+}
+
+#[test]
+fn nan_is_dropped_and_counted() {
+    err(
+        "a nan 1",
+        ErrorKind::NanValue,
+        "unable to parse 'a nan 1': value is NaN",
+    );
+    kind("a NaN", ErrorKind::NanValue);
+}
+
+#[test]
+fn rejects_missing_value() {
+    err(
+        "lonely.path",
+        ErrorKind::MissingValue,
+        "unable to parse 'lonely.path': missing value",
+    );
+}
+
+#[test]
+fn rejects_too_many_fields() {
+    err(
+        "a b 1 2",
+        ErrorKind::TooManyFields,
+        "unable to parse 'a b 1 2': too many fields: want `path value [timestamp]`",
+    );
+}
+
+#[test]
+fn rejects_bad_value_and_timestamp() {
+    err(
+        "a x 1",
+        ErrorKind::InvalidValue,
+        "unable to parse 'a x 1': value is not a number",
+    );
+    kind("a 0x10 1", ErrorKind::InvalidValue);
+    kind("a 1_000 1", ErrorKind::InvalidValue);
+    err(
+        "a 1 soon",
+        ErrorKind::InvalidTimestamp,
+        "unable to parse 'a 1 soon': timestamp is not a number",
+    );
+    kind("a 1 -", ErrorKind::InvalidTimestamp);
+    kind("a 1 .", ErrorKind::InvalidTimestamp);
+    kind("a 1 nan", ErrorKind::InvalidTimestamp);
+    kind("a 1 inf", ErrorKind::TimestampOutOfRange);
+    kind("a 1 9300000000", ErrorKind::TimestampOutOfRange);
+    kind("a 1 99999999999999999999", ErrorKind::TimestampOutOfRange);
+    kind("a 1 1e30", ErrorKind::TimestampOutOfRange);
+}
+
+#[test]
+fn timestamps_before_1970_and_up_to_2262_are_kept() {
+    ok(
+        "a 1 -86400\nb 1 9200000000\n",
+        vec![m("a", 1.0, -86_400 * S), m("b", 1.0, 9_200_000_000 * S)],
+    );
+}
+
+#[test]
+fn rejects_invalid_utf8_path() {
+    let (got, errors) = run_bytes(b"a\xffb 1 1\n");
+    assert!(got.is_empty());
+    assert_eq!(errors[0].kind, ErrorKind::InvalidUtf8);
+    assert_eq!(
+        errors[0].message,
+        "unable to parse 'a\u{fffd}b 1 1': invalid utf-8"
+    );
+}
+
+fn run_bytes(input: &[u8]) -> (Vec<Metric>, Vec<LineError>) {
+    let mut batch = Batch::new();
+    let mut errors = Vec::new();
+    Parser::default().parse(input, &opts(), &mut batch, &mut errors);
+    (batch.iter().map(|m| m.to_metric()).collect(), errors)
+}
+
+#[test]
+fn one_bad_line_never_hides_the_others() {
+    let (got, errors) = run(
+        &mut Parser::default(),
+        "a 1 1\nbad\nb 2 2\nc x 3\nd 4 4",
+        &opts(),
+    );
+    assert_eq!(
+        got,
+        vec![m("a", 1.0, S), m("b", 2.0, 2 * S), m("d", 4.0, 4 * S)]
+    );
+    let lines: Vec<_> = errors.iter().map(|e| (e.line, e.kind)).collect();
+    assert_eq!(
+        lines,
+        vec![(2, ErrorKind::MissingValue), (4, ErrorKind::InvalidValue)]
+    );
+}
+
+#[test]
+fn quotes_at_most_64_bytes() {
+    let line = format!("{} x 1", "p".repeat(100));
+    let (_, errors) = run(&mut Parser::default(), &line, &opts());
+    assert_eq!(
+        errors[0].message,
+        format!(
+            "unable to parse '{}': value is not a number",
+            "p".repeat(64)
+        )
+    );
+}
+
+// ---- carbon tags ----
+
+fn t(name: &str, tags: &[(&str, &str)], value: f64, ts: i64) -> Metric {
+    let mut m = Metric::new(name);
+    for (k, v) in tags {
+        m = m.tag(*k, *v);
+    }
+    m.field("value", value).at(ts)
+}
+
+#[test]
+fn carbon_tags_are_split_at_the_first_equals_and_sorted() {
+    ok(
+        "disk.used;rack=a1;datacenter=dc1;server=web01;q=a=b 42 1\n",
+        vec![t(
+            "disk.used",
+            &[
+                ("datacenter", "dc1"),
+                ("q", "a=b"),
+                ("rack", "a1"),
+                ("server", "web01"),
+            ],
+            42.0,
+            S,
+        )],
+    );
+}
+
+#[test]
+fn a_later_tag_with_the_same_key_wins() {
+    ok("m;k=1;k=2 1 1", vec![t("m", &[("k", "2")], 1.0, S)]);
+}
+
+#[test]
+fn leading_tildes_leave_a_tagged_name_and_a_name_tag_is_dropped() {
+    ok(
+        "~~m;name=other;a=b 1 1",
+        vec![t("m", &[("a", "b")], 1.0, S)],
+    );
+    // Without tags the path is kept as it is.
+    ok("~m 1 1", vec![m("~m", 1.0, S)]);
+    err(
+        "~~~;a=b 1 1",
+        ErrorKind::MissingName,
+        "unable to parse '~~~;a=b 1 1': missing metric name",
+    );
+    kind(";a=b 1 1", ErrorKind::MissingName);
+}
+
+#[test]
+fn rejects_carbon_tags_that_break_the_rules() {
+    err(
+        "m;novalue 1 1",
+        ErrorKind::InvalidTag,
+        "unable to parse 'm;novalue 1 1': invalid tag: want non-empty `key=value`",
+    );
+    kind("m;=v 1 1", ErrorKind::InvalidTag);
+    kind("m;k= 1 1", ErrorKind::InvalidTag);
+    kind("m;a=b; 1 1", ErrorKind::InvalidTag);
+    kind("m;;a=b 1 1", ErrorKind::InvalidTag);
+    err(
+        "m;a!b=c 1 1",
+        ErrorKind::InvalidTagKey,
+        "unable to parse 'm;a!b=c 1 1': invalid tag key: must not contain `!` or `^`",
+    );
+    kind("m;a^b=c 1 1", ErrorKind::InvalidTagKey);
+    err(
+        "m;k=~v 1 1",
+        ErrorKind::InvalidTagValue,
+        "unable to parse 'm;k=~v 1 1': invalid tag value: must not start with `~`",
+    );
+    // A `~` later in the value is fine.
+    ok("m;k=v~ 1 1", vec![t("m", &[("k", "v~")], 1.0, S)]);
+}
+
+// ---- OpenMetrics form ----
+
+#[test]
+fn openmetrics_tags() {
+    ok(
+        r#"http_requests{method="GET",code="200"} 7 1"#,
+        vec![t(
+            "http_requests",
+            &[("code", "200"), ("method", "GET")],
+            7.0,
+            S,
+        )],
+    );
+}
+
+#[test]
+fn openmetrics_escapes_and_quoted_blanks() {
+    ok(
+        r#"m{path="/a b",q="say \"hi\"",bs="a\\b"} 1 1"#,
+        vec![t(
+            "m",
+            &[("bs", "a\\b"), ("path", "/a b"), ("q", "say \"hi\"")],
+            1.0,
+            S,
+        )],
+    );
+}
+
+#[test]
+fn openmetrics_allows_carbons_optional_colon_before_comma() {
+    ok(
+        r#"m{a="1":,b="2"} 1 1"#,
+        vec![t("m", &[("a", "1"), ("b", "2")], 1.0, S)],
+    );
+}
+
+#[test]
+fn rejects_bad_openmetrics() {
+    kind(r#"m{a=1,b="2"} 1 1"#, ErrorKind::InvalidOpenMetrics);
+    kind(r#"m{a="",b="2"} 1 1"#, ErrorKind::InvalidOpenMetrics);
+    kind(r#"m{{a="1"} 1 1"#, ErrorKind::InvalidOpenMetrics);
+    kind(r#"m{a="1"b="2"} 1 1"#, ErrorKind::InvalidOpenMetrics);
+    kind(r#"m{="1"} 1 1"#, ErrorKind::InvalidOpenMetrics);
+    kind(r#"{a="1"} 1 1"#, ErrorKind::MissingName);
+    kind(r#"m{a!="1"} 1 1"#, ErrorKind::InvalidTagKey);
+    kind(r#"m{a="~1"} 1 1"#, ErrorKind::InvalidTagValue);
+    kind(r#"m{a="x;y"} 1 1"#, ErrorKind::InvalidTagValue);
+}
+
+#[test]
+fn a_path_with_braces_but_no_closing_quote_is_a_plain_path() {
+    ok("m{} 1 1", vec![m("m{}", 1.0, S)]);
+    ok("m{a=b} 1 1", vec![m("m{a=b}", 1.0, S)]);
+}
+
+// ---- templates ----
+
+fn with_templates(sep: &str, specs: &[&str]) -> Parser {
+    let specs: Vec<String> = specs.iter().map(|s| (*s).to_owned()).collect();
+    Parser::new(Arc::new(Templates::new(sep, &specs).unwrap()))
+}
+
+#[test]
+fn templates_give_measurement_tags_and_field() {
+    let mut p = with_templates(".", &["host.measurement.field"]);
+    let (got, errors) = run(&mut p, "web01.cpu.idle 98 1\n", &opts());
+    assert!(errors.is_empty());
+    assert_eq!(
+        got,
+        vec![
+            Metric::new("cpu")
+                .tag("host", "web01")
+                .field("idle", 98.0)
+                .at(S)
+        ]
+    );
+}
+
+#[test]
+fn path_tags_are_merged_over_template_tags() {
+    let mut p = with_templates(".", &["host.measurement* dc=x,env=prod"]);
+    let (got, _) = run(&mut p, "web01.cpu.load;env=dev;host=h2 1 1\n", &opts());
+    assert_eq!(
+        got,
+        vec![t(
+            "cpu.load",
+            &[("dc", "x"), ("env", "dev"), ("host", "h2")],
+            1.0,
+            S
+        )]
+    );
+}
+
+#[test]
+fn templates_apply_to_openmetrics_names() {
+    let mut p = with_templates("_", &["measurement.measurement.region"]);
+    let (got, _) = run(&mut p, r#"cpu.load.eu{host="a"} 1 1"#, &opts());
+    assert_eq!(
+        got,
+        vec![t("cpu_load", &[("host", "a"), ("region", "eu")], 1.0, S)]
+    );
+}
+
+#[test]
+fn a_template_without_measurement_nodes_keeps_the_path() {
+    let mut p = with_templates(".", &["host.measurement"]);
+    let (got, _) = run(&mut p, "web01 1 1\n", &opts());
+    assert_eq!(got, vec![t("web01", &[("host", "web01")], 1.0, S)]);
+}
+
+#[test]
+fn parser_reuses_its_buffers_across_payloads() {
+    let mut p = with_templates(".", &["host.measurement.field"]);
+    for _ in 0..3 {
+        let (got, _) = run(&mut p, "h.cpu.idle 1 1\nh2.mem.free 2 2\n", &opts());
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].tags, vec![("host".to_owned(), "h2".to_owned())]);
+    }
+}
+
+#[test]
+fn free_function_matches_the_parser() {
+    let mut batch = Batch::new();
+    let mut errors = Vec::new();
+    assert_eq!(parse(b"a 1 1\nb\n", &opts(), &mut batch, &mut errors), 1);
+    assert_eq!(errors.len(), 1);
+}
+
+proptest::proptest! {
+    #[test]
+    fn the_fast_float_path_agrees_with_the_standard_parser(
+        tok in "-?[0-9]{0,17}(\\.[0-9]{0,17})?",
+    ) {
+        let ours = parse_value(tok.as_bytes()).ok();
+        let std = tok.parse::<f64>().ok();
+        proptest::prop_assert_eq!(ours.map(f64::to_bits), std.map(f64::to_bits), "{}", tok);
+    }
+
+    #[test]
+    fn decimal_timestamps_are_exact(secs in 0i64..9_000_000_000, nanos in 0i64..1_000_000_000) {
+        let tok = format!("{secs}.{nanos:09}");
+        let ts = parse_timestamp(tok.as_bytes(), &opts()).ok();
+        proptest::prop_assert_eq!(ts, Some(secs * S + nanos));
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn the_tag_delimiter_scan_finds_the_first_special_byte(
+        bytes in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::prelude::Just(b'='), proptest::prelude::Just(b';'),
+                proptest::prelude::Just(b'!'), proptest::prelude::Just(b'^'),
+                proptest::prelude::any::<u8>(),
+            ],
+            0..40,
+        ),
+        from in 0usize..40,
+    ) {
+        let from = from.min(bytes.len());
+        let want = bytes[from..]
+            .iter()
+            .position(|b| matches!(b, b'=' | b';' | b'!' | b'^'))
+            .map_or(bytes.len(), |p| from + p);
+        proptest::prop_assert_eq!(next_tag_special(&bytes, from), want);
+    }
+}

@@ -1,0 +1,179 @@
+//! Refusals: a fixed set of kinds (counter labels) and OpenTSDB's wording.
+
+use std::borrow::Cow;
+
+/// How many bytes of input one quoted piece of an error message holds at most.
+pub const QUOTE_BYTES: usize = 64;
+
+/// One telnet line that was refused.
+///
+/// `message` is the line written back to the client (without its `\n`), in
+/// OpenTSDB's words (`put: illegal argument: invalid tag: x`, `put: invalid
+/// value: …`, ``unknown command: x.  Try `help'.``), quoting at most
+/// [`QUOTE_BYTES`] bytes of input per piece.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct LineError {
+    /// 1-based number of the line in the input handed to the parser.
+    pub line: usize,
+    /// The reply line, without its newline.
+    pub message: String,
+    /// Why, as one of a fixed set (see [`ErrorKind::reason`]).
+    pub kind: ErrorKind,
+}
+
+/// One `/api/put` data point that was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("data point {index}: {message}")]
+pub struct PointError {
+    /// 0-based position of the point in the body (0 for a single object).
+    pub index: usize,
+    /// OpenTSDB's per-point error text (`Unable to parse value to a number`,
+    /// `Missing tags`, …), as the `details` answer lists it.
+    pub message: String,
+    /// Why, as one of a fixed set.
+    pub kind: ErrorKind,
+    /// The point as OpenTSDB echoes it in a `details` answer (a JSON object,
+    /// or `null`); only filled when asked for.
+    pub datapoint: Option<String>,
+}
+
+/// Why a line or a point was refused. A fixed set, so that it can label a
+/// counter (`conflux_listener_rejected_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorKind {
+    /// Fewer words than `put <metric> <timestamp> <value>` (and a tag, when
+    /// tags are required).
+    NotEnoughArguments,
+    /// `/api/put`: no `metric`, or an empty one.
+    MissingMetric,
+    /// A timestamp that is not a number, zero or negative, or outside the rule.
+    InvalidTimestamp,
+    /// `/api/put`: no `value`, `null` or `""`.
+    MissingValue,
+    /// A value that is not a number (NaN and infinities included).
+    InvalidValue,
+    /// A tag without exactly one `=` or with an empty side.
+    InvalidTag,
+    /// The same tag key twice with different values.
+    DuplicateTag,
+    /// More tags than the listener allows.
+    TooManyTags,
+    /// No tags where the listener requires them.
+    MissingTags,
+    /// A character outside the allowed set in a name, tag key or tag value.
+    InvalidCharacter,
+    /// The line is not valid UTF-8.
+    InvalidUtf8,
+    /// A telnet command Conflux does not serve.
+    UnknownCommand,
+    /// `/api/put`: a `null` element in the array.
+    NullDatapoint,
+    /// `/api/put`: the body is not JSON of the expected shape (the whole body
+    /// is refused).
+    InvalidJson,
+    /// The batch arena would pass 4 GiB.
+    BatchTooLarge,
+}
+
+impl ErrorKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [ErrorKind; 15] = [
+        ErrorKind::NotEnoughArguments,
+        ErrorKind::MissingMetric,
+        ErrorKind::InvalidTimestamp,
+        ErrorKind::MissingValue,
+        ErrorKind::InvalidValue,
+        ErrorKind::InvalidTag,
+        ErrorKind::DuplicateTag,
+        ErrorKind::TooManyTags,
+        ErrorKind::MissingTags,
+        ErrorKind::InvalidCharacter,
+        ErrorKind::InvalidUtf8,
+        ErrorKind::UnknownCommand,
+        ErrorKind::NullDatapoint,
+        ErrorKind::InvalidJson,
+        ErrorKind::BatchTooLarge,
+    ];
+
+    /// A short snake_case label for counters.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ErrorKind::NotEnoughArguments => "not_enough_arguments",
+            ErrorKind::MissingMetric => "missing_metric",
+            ErrorKind::InvalidTimestamp => "invalid_timestamp",
+            ErrorKind::MissingValue => "missing_value",
+            ErrorKind::InvalidValue => "invalid_value",
+            ErrorKind::InvalidTag => "invalid_tag",
+            ErrorKind::DuplicateTag => "duplicate_tag",
+            ErrorKind::TooManyTags => "too_many_tags",
+            ErrorKind::MissingTags => "missing_tags",
+            ErrorKind::InvalidCharacter => "invalid_character",
+            ErrorKind::InvalidUtf8 => "invalid_utf8",
+            ErrorKind::UnknownCommand => "unknown_command",
+            ErrorKind::NullDatapoint => "null_datapoint",
+            ErrorKind::InvalidJson => "invalid_json",
+            ErrorKind::BatchTooLarge => "batch_too_large",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+/// At most `max` bytes of `s`, cut on a character boundary, for quoting.
+pub(crate) fn clip(s: &str, max: usize) -> &str {
+    &s[..s.floor_char_boundary(max)]
+}
+
+/// As [`clip`], for bytes that may not be UTF-8 (shown as U+FFFD). The
+/// result is at most `max` bytes too: a replacement character takes three.
+pub(crate) fn clip_bytes(bytes: &[u8], max: usize) -> Cow<'_, str> {
+    let cut = &bytes[..bytes.len().min(max)];
+    match std::str::from_utf8(cut) {
+        Ok(s) => Cow::Borrowed(s),
+        // The cut fell inside a character: drop the partial character.
+        Err(e) if e.error_len().is_none() => {
+            Cow::Borrowed(std::str::from_utf8(&cut[..e.valid_up_to()]).unwrap_or_default())
+        }
+        Err(_) => {
+            let mut s = String::from_utf8_lossy(cut).into_owned();
+            s.truncate(s.floor_char_boundary(max));
+            Cow::Owned(s)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_a_distinct_label() {
+        let mut labels: Vec<_> = ErrorKind::ALL.iter().map(|k| k.reason()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), ErrorKind::ALL.len());
+        assert!(labels.iter().all(|l| {
+            l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        }));
+    }
+
+    #[test]
+    fn clips_on_a_char_boundary() {
+        let s = "aé".repeat(40);
+        let c = clip(&s, 64);
+        assert!(c.len() <= 64 && c.len() >= 62);
+        assert!(s.starts_with(c));
+        assert_eq!(clip("short", 64), "short");
+        assert_eq!(clip_bytes(b"ab\xffcd", 64), "ab\u{fffd}cd");
+        assert_eq!(clip_bytes("é".as_bytes(), 1), "");
+        // Found by fuzzing: 64 invalid bytes are 192 bytes of U+FFFD.
+        let bad = clip_bytes(&[0xb8; 100], 64);
+        assert!(bad.len() <= 64 && bad.len() >= 61, "{}", bad.len());
+    }
+}

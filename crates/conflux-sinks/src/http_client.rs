@@ -1,0 +1,389 @@
+//! The HTTP client every HTTP sink shares: one [`HttpClient`] per sink,
+//! hyper-util's pooled client over HTTP/1.1 with keep-alive (connections are
+//! reused between batches), a timeout per request covering connect, send and
+//! the whole response, and [`classify`], which turns an outcome into what the
+//! runner does with it:
+//!
+//! | outcome | result |
+//! | --- | --- |
+//! | 2xx | `Ok` |
+//! | 5xx, 408, 429, timeout, connection refused or reset | [`SinkError::Retryable`], with the server's `Retry-After` |
+//! | other 4xx | [`SinkError::Rejected`] with the server's message |
+//!
+//! 408 and 429 are the two 4xx a server sends to mean "later": retrying them
+//! is what Telegraf's influxdb_v2 output and vmagent do.
+//!
+//! Only `http://` URLs today; `https://` (rustls) comes with issue 7.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderName, RETRY_AFTER};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::runner::SinkError;
+
+/// How many bytes of a server's answer an error message quotes.
+pub const QUOTE_BYTES: usize = 256;
+/// The largest response body read; an error body is only quoted, a success
+/// body is rarely used, and a hostile server must not fill memory.
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// Client settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// Time for one request: connect, send, and read the whole answer.
+    pub timeout: Duration,
+    /// Pooled connections idle longer than this are closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+/// An answer: status, headers and the body (at most [`MAX_RESPONSE_BYTES`]).
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: StatusCode,
+    /// The response headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+}
+
+/// Why a request got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpError {
+    /// Nothing complete came back within the timeout.
+    #[error("no answer within {} ms", .0.as_millis())]
+    Timeout(Duration),
+    /// The connection could not be opened (refused, unreachable, DNS).
+    #[error("connect: {0}")]
+    Connect(String),
+    /// The connection failed while sending or reading (reset, closed early).
+    #[error("request failed: {0}")]
+    Io(String),
+    /// The response body was larger than [`MAX_RESPONSE_BYTES`].
+    #[error("response body larger than {MAX_RESPONSE_BYTES} bytes")]
+    BodyTooLarge,
+}
+
+/// A pooled HTTP/1.1 client; cheap to clone (clones share the pool).
+#[derive(Clone)]
+pub struct HttpClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpClient {
+    /// A client with its own connection pool. Needs a tokio runtime when used.
+    pub fn new(cfg: ClientConfig) -> HttpClient {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(cfg.timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(cfg.idle_timeout)
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        HttpClient {
+            client,
+            timeout: cfg.timeout,
+        }
+    }
+
+    /// Send one request and read the whole answer, within the timeout.
+    ///
+    /// # Errors
+    /// [`HttpError`] when no complete answer came back.
+    pub async fn send(
+        &self,
+        method: Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<HttpResponse, HttpError> {
+        let mut req = http::Request::new(Full::new(body));
+        *req.method_mut() = method;
+        *req.uri_mut() = uri.clone();
+        *req.headers_mut() = headers.clone();
+        let exchange = async {
+            let resp = self.client.request(req).await.map_err(|e| {
+                if e.is_connect() {
+                    HttpError::Connect(chain(&e))
+                } else {
+                    HttpError::Io(chain(&e))
+                }
+            })?;
+            let (parts, body) = resp.into_parts();
+            let body = Limited::new(body, MAX_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        HttpError::BodyTooLarge
+                    } else {
+                        HttpError::Io(e.to_string())
+                    }
+                })?
+                .to_bytes();
+            Ok(HttpResponse {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(r) => r,
+            Err(_) => Err(HttpError::Timeout(self.timeout)),
+        }
+    }
+}
+
+/// An error and its causes on one line (hyper's own message is only "client error (Connect)").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// What the runner does with an outcome (see the module table).
+///
+/// # Errors
+/// [`SinkError::Retryable`] or [`SinkError::Rejected`], with the status and
+/// at most [`QUOTE_BYTES`] of the server's answer.
+pub fn classify(result: Result<HttpResponse, HttpError>) -> Result<HttpResponse, SinkError> {
+    let resp = match result {
+        Ok(r) => r,
+        Err(e) => return Err(SinkError::retry(e.to_string())),
+    };
+    let status = resp.status;
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let message = describe(&resp);
+    if status.is_server_error()
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+    {
+        Err(SinkError::Retryable {
+            message,
+            retry_after: retry_after(&resp.headers),
+        })
+    } else {
+        // 4xx, and 1xx/3xx, which no write endpoint answers and a retry will not change.
+        Err(SinkError::Rejected { message })
+    }
+}
+
+/// `400 Bad Request: <at most QUOTE_BYTES of the body>`.
+pub fn describe(resp: &HttpResponse) -> String {
+    let text = String::from_utf8_lossy(&resp.body);
+    let text = text.trim();
+    let quoted = &text[..text.floor_char_boundary(QUOTE_BYTES)];
+    let mut s = resp.status.to_string();
+    if !quoted.is_empty() {
+        s.push_str(": ");
+        // One line: a multi-line answer must not break a log line.
+        s.extend(quoted.chars().map(|c| if c.is_control() { ' ' } else { c }));
+    }
+    s
+}
+
+/// `Retry-After` in seconds; an HTTP date is ignored (the runner's backoff applies).
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    v.parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Check a sink URL: `http://host[:port]/path[?query]`.
+///
+/// # Errors
+/// Why it cannot be used, for the config check.
+pub fn parse_url(url: &str) -> Result<Uri, String> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| format!("`url` = {url:?} is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(format!(
+                "`url` = {url:?}: https is not supported yet; use http://"
+            ));
+        }
+        _ => return Err(format!("`url` = {url:?} must start with http://")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("`url` = {url:?} has no host"));
+    }
+    Ok(uri)
+}
+
+/// `Authorization: Basic …` for a user and password.
+pub fn basic_auth(user: &str, password: &str) -> HeaderValue {
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let mut v = HeaderValue::from_str(&format!("Basic {token}"))
+        .unwrap_or_else(|_| HeaderValue::from_static(""));
+    v.set_sensitive(true);
+    v
+}
+
+/// Headers of a JSON body, optionally gzip'd, with optional Basic credentials.
+pub fn json_headers(gzip: bool, auth: Option<HeaderValue>) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if gzip {
+        h.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    if let Some(a) = auth {
+        h.insert(AUTHORIZATION, a);
+    }
+    h.insert(
+        HeaderName::from_static("user-agent"),
+        HeaderValue::from_static(concat!("conflux/", env!("CARGO_PKG_VERSION"))),
+    );
+    h
+}
+
+/// gzip `data` into `out` (cleared first), at the fast level: sinks compress
+/// every batch, and the fast level costs a fraction of the default for most
+/// of the size gain on metric JSON.
+pub fn gzip_into(data: &[u8], out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    out.clear();
+    let mut enc = flate2::write::GzEncoder::new(std::mem::take(out), flate2::Compression::fast());
+    // Writing into a Vec cannot fail.
+    let _ = enc.write_all(data);
+    *out = enc.finish().unwrap_or_default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resp(status: u16, body: &str, retry: Option<&str>) -> HttpResponse {
+        let mut headers = HeaderMap::new();
+        if let Some(r) = retry {
+            headers.insert(RETRY_AFTER, HeaderValue::from_str(r).unwrap());
+        }
+        HttpResponse {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers,
+            body: Bytes::from(body.to_owned()),
+        }
+    }
+
+    #[test]
+    fn classifies_statuses() {
+        assert!(classify(Ok(resp(204, "", None))).is_ok());
+        assert!(classify(Ok(resp(200, "ok", None))).is_ok());
+        assert_eq!(
+            classify(Ok(resp(503, "busy\n", Some("7")))).unwrap_err(),
+            SinkError::Retryable {
+                message: "503 Service Unavailable: busy".into(),
+                retry_after: Some(Duration::from_secs(7)),
+            }
+        );
+        assert_eq!(
+            classify(Ok(resp(429, "", Some("Wed, 21 Oct 2015 07:28:00 GMT")))).unwrap_err(),
+            SinkError::Retryable {
+                message: "429 Too Many Requests".into(),
+                retry_after: None,
+            }
+        );
+        assert!(matches!(
+            classify(Ok(resp(408, "", None))),
+            Err(SinkError::Retryable { .. })
+        ));
+        assert_eq!(
+            classify(Ok(resp(
+                400,
+                r#"{"errors":["metric[0].name may not be empty."]}"#,
+                None
+            )))
+            .unwrap_err(),
+            SinkError::Rejected {
+                message: r#"400 Bad Request: {"errors":["metric[0].name may not be empty."]}"#
+                    .into()
+            }
+        );
+        assert!(matches!(
+            classify(Err(HttpError::Timeout(Duration::from_millis(5)))),
+            Err(SinkError::Retryable { message, .. }) if message == "no answer within 5 ms"
+        ));
+        assert!(matches!(
+            classify(Err(HttpError::Connect("refused".into()))),
+            Err(SinkError::Retryable { .. })
+        ));
+    }
+
+    #[test]
+    fn quotes_at_most_256_bytes_on_one_line() {
+        let long = format!("line1\n{}", "é".repeat(300));
+        let m = describe(&resp(400, &long, None));
+        let quoted = m.strip_prefix("400 Bad Request: ").unwrap();
+        assert!(
+            quoted.len() <= QUOTE_BYTES && quoted.len() >= QUOTE_BYTES - 1,
+            "{}",
+            quoted.len()
+        );
+        assert!(quoted.starts_with("line1 é"));
+        assert!(!m.contains('\n'));
+    }
+
+    #[test]
+    fn urls_are_checked() {
+        assert!(parse_url("http://127.0.0.1:8080/api/v1/datapoints").is_ok());
+        assert!(
+            parse_url("https://kairos/api")
+                .unwrap_err()
+                .contains("https")
+        );
+        assert!(parse_url("ftp://x/").unwrap_err().contains("http://"));
+        assert!(parse_url("not a url").is_err());
+        assert!(parse_url("/api/v1/datapoints").is_err());
+    }
+
+    #[test]
+    fn basic_auth_is_standard_base64() {
+        let v = basic_auth("Aladdin", "open sesame");
+        assert_eq!(v.to_str().unwrap(), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        assert!(v.is_sensitive());
+    }
+
+    #[test]
+    fn gzip_round_trips() {
+        use std::io::Read as _;
+        let mut out = vec![1, 2, 3];
+        gzip_into(b"hello hello hello", &mut out);
+        let mut back = String::new();
+        flate2::read::GzDecoder::new(&out[..])
+            .read_to_string(&mut back)
+            .unwrap();
+        assert_eq!(back, "hello hello hello");
+    }
+}

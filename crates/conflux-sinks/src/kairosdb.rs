@@ -1,0 +1,218 @@
+//! The `kairosdb` sink: KairosDB's REST API (`POST /api/v1/datapoints`),
+//! one JSON array per batch, one object per series (the encoder of
+//! `conflux_kairosdb::codec`), optionally gzip'd, optionally with Basic
+//! credentials, through the shared [`HttpClient`].
+//!
+//! KairosDB answers 204 once it took the batch, or 400 `{"errors":[…]}` when
+//! some object was invalid; it then stores the valid objects all the same, so
+//! a 400 is dropped and counted as rejected (retrying would store the valid
+//! part twice) and its message is logged.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use conflux_core::metric::MetricRef;
+use conflux_core::naming::{Naming, NamingOptions, Target};
+use conflux_core::pipeline::BatchView;
+use conflux_kairosdb::codec::{EncodeOptions, Encoder};
+use http::{HeaderMap, Method, Uri};
+use serde::Deserialize;
+
+use crate::http_client::{self, ClientConfig, HttpClient};
+use crate::runner::{Sent, Sink, SinkError, Skipped};
+
+/// `[sinks.NAME] type = "kairosdb"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The full endpoint, e.g. `http://127.0.0.1:8080/api/v1/datapoints`.
+    pub url: String,
+    /// Send `Content-Encoding: gzip` bodies (KairosDB 1.3 and later).
+    #[serde(default)]
+    pub gzip: bool,
+    /// HTTP Basic user (with `password`).
+    pub username: Option<String>,
+    /// HTTP Basic password (with `username`).
+    pub password: Option<String>,
+    /// Time for one request, answer included; past it the batch is retried.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// `name=value` of the tag a metric without tags gets (KairosDB refuses
+    /// untagged objects; its telnet listener adds `add=tag`); `""` for none.
+    #[serde(default = "default_untagged_tag")]
+    pub untagged_tag: String,
+    /// Series naming overrides (`[sinks.NAME.naming]`).
+    #[serde(default)]
+    pub naming: NamingOptions,
+}
+
+fn default_timeout_ms() -> u64 {
+    10_000
+}
+fn default_untagged_tag() -> String {
+    "add=tag".to_owned()
+}
+
+impl Config {
+    /// Every problem with the settings.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if let Err(e) = http_client::parse_url(&self.url) {
+            p.push(e);
+        }
+        match (&self.username, &self.password) {
+            (Some(u), Some(_)) if u.is_empty() => p.push("`username` must not be empty".to_owned()),
+            (Some(_), None) | (None, Some(_)) => {
+                p.push("`username` and `password` go together".to_owned());
+            }
+            _ => {}
+        }
+        if self.timeout_ms == 0 {
+            p.push("`timeout_ms` must be at least 1".to_owned());
+        }
+        if let Err(e) = self.untagged() {
+            p.push(e);
+        }
+        p
+    }
+
+    fn untagged(&self) -> Result<Option<(String, String)>, String> {
+        if self.untagged_tag.is_empty() {
+            return Ok(None);
+        }
+        match self.untagged_tag.split_once('=') {
+            Some((k, v)) if !k.is_empty() && !v.is_empty() => {
+                Ok(Some((k.to_owned(), v.to_owned())))
+            }
+            _ => Err(format!(
+                "`untagged_tag` = {:?} must be `name=value` or empty",
+                self.untagged_tag
+            )),
+        }
+    }
+}
+
+/// Sends batches to one KairosDB.
+pub struct KairosdbSink {
+    client: HttpClient,
+    uri: Uri,
+    headers: HeaderMap,
+    gzip: bool,
+    encoder: Encoder,
+    body: Vec<u8>,
+    gz: Vec<u8>,
+}
+
+impl std::fmt::Debug for KairosdbSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KairosdbSink")
+            .field("uri", &self.uri)
+            .field("gzip", &self.gzip)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KairosdbSink {
+    /// Build the sink: check the URL, open the client (no connection yet).
+    ///
+    /// # Errors
+    /// The config's problems, joined.
+    pub fn new(cfg: &Config) -> Result<KairosdbSink, String> {
+        let problems = cfg.problems();
+        if !problems.is_empty() {
+            return Err(problems.join("; "));
+        }
+        let uri = http_client::parse_url(&cfg.url)?;
+        let auth = match (&cfg.username, &cfg.password) {
+            (Some(u), Some(p)) => Some(http_client::basic_auth(u, p)),
+            _ => None,
+        };
+        let client = HttpClient::new(ClientConfig {
+            timeout: Duration::from_millis(cfg.timeout_ms),
+            ..ClientConfig::default()
+        });
+        Ok(KairosdbSink {
+            client,
+            uri,
+            headers: http_client::json_headers(cfg.gzip, auth),
+            gzip: cfg.gzip,
+            encoder: Encoder::new(EncodeOptions {
+                naming: Naming::with_options(Target::Kairosdb, &cfg.naming),
+                untagged_tag: cfg.untagged()?,
+            }),
+            body: Vec::new(),
+            gz: Vec::new(),
+        })
+    }
+
+    /// Encode `batch` into the request body; what it holds and left out.
+    fn encode(&mut self, batch: &[BatchView]) -> Sent {
+        let metrics: Vec<MetricRef<'_>> = batch.iter().flat_map(BatchView::iter).collect();
+        self.body.clear();
+        let enc = self.encoder.encode(&metrics, &mut self.body);
+        Sent {
+            metrics: enc.metrics,
+            points: enc.points,
+            bytes: 0,
+            skipped: Skipped {
+                string: enc.skipped_string,
+                bool: enc.skipped_bool,
+                non_finite: enc.skipped_non_finite,
+                invalid_name: enc.skipped_invalid_name,
+            },
+        }
+    }
+}
+
+impl Sink for KairosdbSink {
+    async fn send(&mut self, batch: &[BatchView]) -> Result<Sent, SinkError> {
+        // Encoded again on every attempt: cheap next to a round trip, and the
+        // buffers stay owned by the sink.
+        let mut sent = self.encode(batch);
+        if self.body.is_empty() {
+            return Ok(sent);
+        }
+        let body = if self.gzip {
+            http_client::gzip_into(&self.body, &mut self.gz);
+            Bytes::copy_from_slice(&self.gz)
+        } else {
+            Bytes::copy_from_slice(&self.body)
+        };
+        sent.bytes = body.len();
+        let result = self
+            .client
+            .send(Method::POST, &self.uri, &self.headers, body)
+            .await;
+        http_client::classify(result)?;
+        Ok(sent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(extra: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(&format!(
+            "url = \"http://127.0.0.1:8080/api/v1/datapoints\"\n{extra}"
+        ))
+    }
+
+    #[test]
+    fn defaults_and_problems() {
+        let c = cfg("").unwrap();
+        assert!(!c.gzip);
+        assert_eq!(c.timeout_ms, 10_000);
+        assert_eq!(c.untagged().unwrap(), Some(("add".into(), "tag".into())));
+        assert!(c.problems().is_empty());
+        let c = cfg("username = \"u\"\ntimeout_ms = 0\nuntagged_tag = \"x\"").unwrap();
+        assert_eq!(c.problems().len(), 3, "{:?}", c.problems());
+        assert!(cfg("gzipp = true").is_err());
+        let c = cfg("untagged_tag = \"\"\n[naming]\nseparator = \"_\"").unwrap();
+        assert_eq!(c.untagged().unwrap(), None);
+        assert!(KairosdbSink::new(&c).is_ok());
+        let mut bad = c.clone();
+        bad.url = "https://x/api/v1/datapoints".into();
+        assert!(KairosdbSink::new(&bad).unwrap_err().contains("https"));
+    }
+}
