@@ -11,9 +11,19 @@ root=$PWD
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# Debian packages whose programs the end-to-end tests run as real clients.
+debs=()
+[ -x /usr/sbin/collectd ] || debs+=(collectd-core)
+command -v carbon-c-relay >/dev/null 2>&1 || debs+=(carbon-c-relay)
+if [ ${#debs[@]} -gt 0 ]; then
+    step "installing ${debs[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${debs[@]}"
+fi
+
 # Real clients the end-to-end tests drive (Python's influxdb and influxdb-client).
 venv="$root/.venv"
-if ! "$venv/bin/python" -c 'import influxdb, influxdb_client' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import influxdb, influxdb_client, requests, graphyte' 2>/dev/null; then
     step "creating $venv with the Python client libraries"
     rm -rf "$venv"
     if ! python3 -m venv "$venv" >/dev/null 2>&1; then

@@ -382,5 +382,5 @@ fn check_accepts_the_default_and_print_config_prints_it() {
     std::fs::write(&path, &out).unwrap();
     let (code, out, err) = run_cli(&["check", "--config", path.to_str().unwrap()], dir.path());
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("ok (1 listener, 1 sink)"), "{out}");
+    assert!(out.contains("ok (4 listeners, 1 sink)"), "{out}");
 }

@@ -13,7 +13,7 @@ use conflux_core::filter::{Filter, FilterConfig};
 use conflux_core::pipeline::{QueueConfig, SinkSpec, WhenFull};
 use conflux_net::listener::{Socket, Transport};
 use conflux_sinks::runner::RunnerConfig;
-use conflux_sinks::{blackhole, file};
+use conflux_sinks::{blackhole, file, kairosdb};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -156,6 +156,8 @@ pub enum SinkKind {
     File(file::Config),
     /// `type = "blackhole"`.
     Blackhole(blackhole::Config),
+    /// `type = "kairosdb"`.
+    Kairosdb(kairosdb::Config),
 }
 
 impl SinkKind {
@@ -164,6 +166,7 @@ impl SinkKind {
         match self {
             SinkKind::File(_) => "file",
             SinkKind::Blackhole(_) => "blackhole",
+            SinkKind::Kairosdb(_) => "kairosdb",
         }
     }
 }
@@ -497,7 +500,7 @@ fn parse_listener(mut table: toml::Table) -> Result<ListenerConfig, Vec<String>>
     ListenerConfig::parse(&kind, table)
 }
 
-const SINK_TYPES: &[&str] = &["file", "blackhole"];
+const SINK_TYPES: &[&str] = &["file", "blackhole", "kairosdb"];
 
 fn parse_sink(name: &str, mut table: toml::Table) -> Result<SinkConfig, Vec<String>> {
     let mut errors = Vec::new();
@@ -553,6 +556,10 @@ fn parse_sink(name: &str, mut table: toml::Table) -> Result<SinkConfig, Vec<Stri
             SinkKind::File(c)
         }),
         "blackhole" => component::<blackhole::Config>(table).map(SinkKind::Blackhole),
+        "kairosdb" => component::<kairosdb::Config>(table).map(|c| {
+            errors.extend(c.problems());
+            SinkKind::Kairosdb(c)
+        }),
         other => Err(format!(
             "unknown type `{other}`, expected one of {}",
             backticked(SINK_TYPES)

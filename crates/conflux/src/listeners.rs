@@ -13,11 +13,17 @@ use crate::config::{ListenerEntry, component};
 pub enum ListenerConfig {
     /// `type = "influx"`: line protocol over HTTP (and optionally raw TCP/UDP).
     Influx(conflux_influx::listener::Config),
+    /// `type = "opentsdb"`: telnet `put` and HTTP `/api/put` on one port.
+    Opentsdb(conflux_opentsdb::listener::Config),
+    /// `type = "graphite"`: plaintext over TCP and UDP, pickle.
+    Graphite(conflux_graphite::listener::Config),
+    /// `type = "kairosdb"`: KairosDB's REST JSON over HTTP.
+    Kairosdb(conflux_kairosdb::listener::Config),
 }
 
 impl ListenerConfig {
     /// Every `type` known.
-    pub const TYPES: &'static [&'static str] = &["influx"];
+    pub const TYPES: &'static [&'static str] = &["influx", "opentsdb", "graphite", "kairosdb"];
 
     /// Parse the settings of a listener of type `kind` (`type` already removed).
     ///
@@ -27,6 +33,15 @@ impl ListenerConfig {
         match kind {
             "influx" => component(table)
                 .map(ListenerConfig::Influx)
+                .map_err(|e| vec![e]),
+            "opentsdb" => component(table)
+                .map(ListenerConfig::Opentsdb)
+                .map_err(|e| vec![e]),
+            "graphite" => component(table)
+                .map(ListenerConfig::Graphite)
+                .map_err(|e| vec![e]),
+            "kairosdb" => component(table)
+                .map(ListenerConfig::Kairosdb)
                 .map_err(|e| vec![e]),
             other => Err(vec![format!(
                 "unknown type `{other}`, expected one of {}",
@@ -43,6 +58,9 @@ impl ListenerConfig {
     pub fn dialect(&self) -> &'static str {
         match self {
             ListenerConfig::Influx(_) => "influx",
+            ListenerConfig::Opentsdb(_) => "opentsdb",
+            ListenerConfig::Graphite(_) => "graphite",
+            ListenerConfig::Kairosdb(_) => "kairosdb",
         }
     }
 
@@ -50,6 +68,9 @@ impl ListenerConfig {
     pub fn problems(&self) -> Vec<String> {
         match self {
             ListenerConfig::Influx(c) => c.problems(),
+            ListenerConfig::Opentsdb(c) => c.problems(),
+            ListenerConfig::Graphite(c) => c.problems(),
+            ListenerConfig::Kairosdb(c) => c.problems(),
         }
     }
 
@@ -57,6 +78,9 @@ impl ListenerConfig {
     pub fn sockets(&self) -> Vec<Socket> {
         match self {
             ListenerConfig::Influx(c) => c.sockets(),
+            ListenerConfig::Opentsdb(c) => c.sockets(),
+            ListenerConfig::Graphite(c) => c.sockets(),
+            ListenerConfig::Kairosdb(c) => c.sockets(),
         }
     }
 
@@ -64,6 +88,9 @@ impl ListenerConfig {
     pub fn router(&self, ctx: ListenerContext) -> Option<Router> {
         match self {
             ListenerConfig::Influx(c) => Some(conflux_influx::listener::router(c, ctx)),
+            ListenerConfig::Opentsdb(c) => conflux_opentsdb::listener::router(c, ctx),
+            ListenerConfig::Graphite(c) => conflux_graphite::listener::router(c, ctx),
+            ListenerConfig::Kairosdb(c) => conflux_kairosdb::listener::router(c, ctx),
         }
     }
 
@@ -74,6 +101,9 @@ impl ListenerConfig {
     pub async fn start(&self, ctx: ListenerContext) -> Result<Started, ListenerError> {
         match self {
             ListenerConfig::Influx(c) => conflux_influx::listener::start(c, ctx).await,
+            ListenerConfig::Opentsdb(c) => conflux_opentsdb::listener::start(c, ctx).await,
+            ListenerConfig::Graphite(c) => conflux_graphite::listener::start(c, ctx).await,
+            ListenerConfig::Kairosdb(c) => conflux_kairosdb::listener::start(c, ctx).await,
         }
     }
 }

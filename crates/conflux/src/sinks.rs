@@ -3,6 +3,7 @@
 use conflux_core::pipeline::SinkReceiver;
 use conflux_sinks::blackhole::Blackhole;
 use conflux_sinks::file::FileSink;
+use conflux_sinks::kairosdb::KairosdbSink;
 use conflux_sinks::{Runner, RunnerConfig, Sink, Stop};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -24,6 +25,7 @@ pub fn build(cfg: &SinkConfig) -> Result<Start, String> {
     Ok(match &cfg.kind {
         SinkKind::File(c) => start(FileSink::new(c.clone())?, kind, runner, span),
         SinkKind::Blackhole(_) => start(Blackhole, kind, runner, span),
+        SinkKind::Kairosdb(c) => start(KairosdbSink::new(c)?, kind, runner, span),
     })
 }
 
