@@ -9,6 +9,7 @@
 //! - [`filter`]: per-sink `inputs`, `namepass`/`namedrop`, `tagpass`/`tagdrop`.
 //! - [`pipeline`]: `Ingest` (submit and acknowledge), per-sink queues, `BatchView`.
 //! - [`component`]: the context handed to listeners.
+//! - [`quote`]: how errors quote offending input (at most 64 bytes).
 //! - [`telemetry`]: the names of every self-metric.
 
 pub mod component;
@@ -16,6 +17,7 @@ pub mod filter;
 pub mod metric;
 pub mod naming;
 pub mod pipeline;
+pub mod quote;
 pub mod telemetry;
 pub mod time;
 

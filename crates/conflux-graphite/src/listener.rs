@@ -23,18 +23,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use conflux_core::Batch;
 use conflux_core::component::{CancellationToken, ListenerContext};
 use conflux_core::pipeline::SubmitError;
 use conflux_core::time::now_ns;
-use conflux_core::{Batch, telemetry};
 use conflux_net::conn::Acceptor;
+use conflux_net::counters::ListenerCounters;
 use conflux_net::http::Router;
 use conflux_net::listener::{Server, Socket, Started, Transport};
 use conflux_net::ratelimit::RateLimited;
 use conflux_net::tcp::{Flow, LineConn, LineHandler, TcpConfig, TcpLineServer};
 use conflux_net::udp::{DatagramHandler, UdpConfig, UdpServer};
 use conflux_net::{Labels, ListenerError};
-use metrics::Counter;
 use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -45,6 +45,10 @@ use crate::codec::{ErrorKind, LineError, ParseOptions, Parser, PickleError, Temp
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Largest pickle frame a config may allow.
 const MAX_PICKLE_FRAME_LIMIT: usize = 64 * 1024 * 1024;
+/// Rejection reason: a UDP batch dropped because a blocking sink stayed full.
+const QUEUE_FULL: &str = "queue_full";
+/// Rejection reason: a pickle frame over `max_pickle_frame_bytes`.
+const FRAME_TOO_LARGE: &str = "frame_too_large";
 
 /// `[listeners.NAME] type = "graphite"`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -208,7 +212,13 @@ pub async fn start(cfg: &Config, ctx: ListenerContext) -> Result<Started, Listen
         }
     };
     let shared = Arc::new(Shared {
-        counters: Counters::new(labels.clone()),
+        counters: ListenerCounters::new(
+            &labels,
+            ErrorKind::ALL
+                .iter()
+                .map(|k| k.reason())
+                .chain([QUEUE_FULL, FRAME_TOO_LARGE]),
+        ),
         templates: Arc::new(templates),
         zero_is_now: cfg.zero_timestamp_is_now,
         udp_wait: Duration::from_millis(cfg.udp_queue_wait_ms),
@@ -261,43 +271,9 @@ pub async fn start(cfg: &Config, ctx: ListenerContext) -> Result<Started, Listen
     Ok(started)
 }
 
-/// Counters shared by every connection of one listener.
-struct Counters {
-    metrics: Counter,
-    points: Counter,
-    bytes: Counter,
-    queue_full: Counter,
-    frame_too_large: Counter,
-    labels: Labels,
-}
-
-impl Counters {
-    fn new(labels: Labels) -> Counters {
-        Counters {
-            metrics: labels.counter(telemetry::LISTENER_RECEIVED_METRICS),
-            points: labels.counter(telemetry::LISTENER_RECEIVED_POINTS),
-            bytes: labels.counter(telemetry::LISTENER_RECEIVED_BYTES),
-            queue_full: labels.reason_counter(telemetry::LISTENER_REJECTED, "queue_full"),
-            frame_too_large: labels.reason_counter(telemetry::LISTENER_REJECTED, "frame_too_large"),
-            labels,
-        }
-    }
-
-    /// Count rejected lines per reason, once per batch.
-    fn rejected(&self, errors: &[LineError]) {
-        let mut kinds: Vec<ErrorKind> = errors.iter().map(|e| e.kind).collect();
-        kinds.sort_unstable();
-        for chunk in kinds.chunk_by(|a, b| a == b) {
-            self.labels
-                .reason_counter(telemetry::LISTENER_REJECTED, chunk[0].reason())
-                .increment(chunk.len() as u64);
-        }
-    }
-}
-
 struct Shared {
     ctx: ListenerContext,
-    counters: Counters,
+    counters: ListenerCounters,
     templates: Arc<Templates>,
     zero_is_now: bool,
     udp_wait: Duration,
@@ -349,7 +325,9 @@ impl Conn {
         if self.errors.is_empty() {
             return;
         }
-        self.shared.counters.rejected(&self.errors);
+        self.shared
+            .counters
+            .rejected(self.errors.iter().map(|e| e.kind.reason()));
         // NaN values are dropped by design, as carbon does: not worth a warning.
         let Some(first) = self.errors.iter().find(|e| e.kind != ErrorKind::NanValue) else {
             return;
@@ -372,8 +350,7 @@ impl Conn {
             return Ok(());
         }
         self.shared.ctx.ingest.submit(batch).await?;
-        self.shared.counters.metrics.increment(metrics as u64);
-        self.shared.counters.points.increment(points as u64);
+        self.shared.counters.received(metrics, points);
         Ok(())
     }
 
@@ -392,11 +369,7 @@ impl Conn {
     }
 
     fn bad_pickle(&mut self, e: &PickleError) {
-        self.shared
-            .counters
-            .labels
-            .reason_counter(telemetry::LISTENER_REJECTED, e.kind.reason())
-            .increment(1);
+        self.shared.counters.reject(e.kind.reason(), 1);
         if let Some(suppressed) = self.log.allow() {
             tracing::warn!(listener = %self.shared.ctx.name, error = %e, suppressed, "pickle frame ignored");
         }
@@ -438,11 +411,10 @@ impl DatagramHandler for Datagrams {
         // UDP cannot push back: past the wait, drop and count.
         match s.ctx.ingest.submit_timeout(batch, s.udp_wait).await {
             Ok(_) => {
-                s.counters.metrics.increment(metrics as u64);
-                s.counters.points.increment(points as u64);
+                s.counters.received(metrics, points);
             }
             Err(SubmitError::Overloaded { sink }) => {
-                s.counters.queue_full.increment(metrics as u64);
+                s.counters.reject(QUEUE_FULL, metrics as u64);
                 if let Some(suppressed) = conn.log.allow() {
                     tracing::warn!(listener = %s.ctx.name, %sink, dropped = metrics, suppressed, "sink full; udp datagram dropped");
                 }
@@ -473,8 +445,8 @@ async fn serve_pickle(mut stream: TcpStream, mut conn: Conn, shutdown: Cancellat
         }
         let len = u32::from_be_bytes(head) as usize;
         if len > max {
-            conn.shared.counters.frame_too_large.increment(1);
-            conn.shared.counters.bytes.increment(4);
+            conn.shared.counters.reject(FRAME_TOO_LARGE, 1);
+            conn.shared.counters.bytes(4);
             if let Some(suppressed) = conn.log.allow() {
                 tracing::warn!(listener = %conn.shared.ctx.name, len, max, suppressed, "pickle frame too large; closing the connection");
             }
@@ -493,7 +465,7 @@ async fn serve_pickle(mut stream: TcpStream, mut conn: Conn, shutdown: Cancellat
             Ok(Ok(_)) => {}
             Ok(Err(_)) | Err(_) => return,
         }
-        conn.shared.counters.bytes.increment(4 + len as u64);
+        conn.shared.counters.bytes(4 + len);
         if conn.pickle_frame(&frame).await.is_err() {
             return;
         }

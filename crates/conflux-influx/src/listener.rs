@@ -20,11 +20,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use conflux_core::Batch;
 use conflux_core::component::ListenerContext;
 use conflux_core::metric::DuplicateTags;
 use conflux_core::pipeline::SubmitError;
 use conflux_core::time::{Precision, now_ns};
-use conflux_core::{Batch, telemetry};
+use conflux_net::counters::ListenerCounters;
 use conflux_net::http::auth::{Credentials, credentials, ct_eq, query_param};
 use conflux_net::http::{
     BodyError, BodyOptions, HttpConfig, Request, Response, Router, collect_body, handler_fn,
@@ -36,7 +37,6 @@ use conflux_net::udp::{DatagramHandler, UdpConfig, UdpServer};
 use conflux_net::{Labels, ListenerError};
 use http::header::{HeaderName, HeaderValue, WWW_AUTHENTICATE};
 use http::{Method, StatusCode};
-use metrics::Counter;
 use serde::Deserialize;
 
 use crate::codec::{self, LineError, ParseOptions};
@@ -188,40 +188,10 @@ impl Config {
     }
 }
 
-/// Counters shared by every request of one listener.
-struct Counters {
-    bytes: Counter,
-    metrics: Counter,
-    points: Counter,
-    labels: Labels,
-}
-
-impl Counters {
-    fn new(labels: Labels) -> Counters {
-        Counters {
-            bytes: labels.counter(telemetry::LISTENER_RECEIVED_BYTES),
-            metrics: labels.counter(telemetry::LISTENER_RECEIVED_METRICS),
-            points: labels.counter(telemetry::LISTENER_RECEIVED_POINTS),
-            labels,
-        }
-    }
-
-    fn rejected(&self, errors: &[LineError]) {
-        // Count per reason, once per batch: a sorted pass groups equal kinds.
-        let mut kinds: Vec<_> = errors.iter().map(|e| e.kind).collect();
-        kinds.sort_unstable();
-        for chunk in kinds.chunk_by(|a, b| a == b) {
-            self.labels
-                .reason_counter(telemetry::LISTENER_REJECTED, chunk[0].reason())
-                .increment(chunk.len() as u64);
-        }
-    }
-}
-
 struct Shared {
     cfg: Config,
     ctx: ListenerContext,
-    counters: Counters,
+    counters: ListenerCounters,
     version: HeaderValue,
     created: Mutex<BTreeSet<String>>,
     started: Instant,
@@ -234,6 +204,10 @@ enum Api {
     Kwdb,
 }
 
+fn counters(labels: &Labels) -> ListenerCounters {
+    ListenerCounters::new(labels, codec::ErrorKind::ALL.iter().map(|k| k.reason()))
+}
+
 /// The HTTP routes of this listener.
 pub fn router(cfg: &Config, ctx: ListenerContext) -> Router {
     let labels = Labels::from(&ctx);
@@ -241,7 +215,7 @@ pub fn router(cfg: &Config, ctx: ListenerContext) -> Router {
         version: HeaderValue::from_str(&cfg.influxdb_version)
             .unwrap_or(HeaderValue::from_static("1.8.10")),
         cfg: cfg.clone(),
-        counters: Counters::new(labels),
+        counters: counters(&labels),
         created: Mutex::new(BTreeSet::new()),
         started: Instant::now(),
         ctx,
@@ -311,7 +285,7 @@ pub async fn start(cfg: &Config, ctx: ListenerContext) -> Result<Started, Listen
     let labels = Labels::from(&ctx);
     let lines = Lines {
         ctx: ctx.clone(),
-        counters: Arc::new(Counters::new(labels.clone())),
+        counters: Arc::new(counters(&labels)),
     };
     if let Some(addr) = cfg.tcp_address {
         let tcp_cfg = TcpConfig {
@@ -608,7 +582,7 @@ async fn write(s: Arc<Shared>, api: Api, req: Request) -> Response {
             Ok(b) => b,
             Err(e) => return body_error(api, &e),
         };
-    s.counters.bytes.increment(body.len() as u64);
+    s.counters.bytes(body.len());
 
     let started = Instant::now();
     let now = now_ns();
@@ -646,8 +620,7 @@ async fn write(s: Arc<Shared>, api: Api, req: Request) -> Response {
             tracing::debug!(listener = %s.ctx.name, error = %e, "write refused");
             return overloaded(api, &e);
         }
-        s.counters.metrics.increment(metrics as u64);
-        s.counters.points.increment(points as u64);
+        s.counters.received(metrics, points);
     }
     if errors.is_empty() {
         return match api {
@@ -661,7 +634,7 @@ async fn write(s: Arc<Shared>, api: Api, req: Request) -> Response {
             _ => conflux_net::http::empty(StatusCode::NO_CONTENT),
         };
     }
-    s.counters.rejected(&errors);
+    s.counters.rejected(errors.iter().map(|e| e.kind.reason()));
     tracing::debug!(listener = %s.ctx.name, accepted = metrics, rejected = errors.len(), "bad lines in a write");
     let reasons = joined(&errors);
     let message = if metrics == 0 {
@@ -870,7 +843,7 @@ fn ready(s: &Shared) -> Response {
 #[derive(Clone)]
 struct Lines {
     ctx: ListenerContext,
-    counters: Arc<Counters>,
+    counters: Arc<ListenerCounters>,
 }
 
 impl Lines {
@@ -907,7 +880,7 @@ impl LinesConn {
         codec::parse(data, &opts, &mut batch, &mut self.errors);
         let c = &self.lines.counters;
         if !self.errors.is_empty() {
-            c.rejected(&self.errors);
+            c.rejected(self.errors.iter().map(|e| e.kind.reason()));
             if let Some(suppressed) = self.log.allow() {
                 tracing::warn!(
                     listener = %self.lines.ctx.name,
@@ -922,8 +895,7 @@ impl LinesConn {
         // Waiting here is the backpressure: nothing more is read meanwhile.
         match self.lines.ctx.ingest.submit(batch).await {
             Ok(_) => {
-                c.metrics.increment(metrics as u64);
-                c.points.increment(points as u64);
+                c.received(metrics, points);
                 Flow::Continue
             }
             Err(_) => Flow::Close,

@@ -17,9 +17,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use conflux_core::Batch;
 use conflux_core::component::ListenerContext;
 use conflux_core::pipeline::SubmitError;
-use conflux_core::{Batch, telemetry};
+use conflux_net::counters::ListenerCounters;
 use conflux_net::http::auth::{Credentials, credentials, ct_eq};
 use conflux_net::http::{
     BodyError, BodyOptions, BoxFuture, HttpConfig, Request, Response, Router, collect_body,
@@ -29,7 +30,6 @@ use conflux_net::listener::{HttpPart, Socket, Started, Transport};
 use conflux_net::{Labels, ListenerError};
 use http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Method, StatusCode};
-use metrics::Counter;
 use serde::Deserialize;
 
 use crate::codec::{self, ErrorKind, ParseError, ParseOptions, Summary, write_str};
@@ -139,41 +139,10 @@ impl Config {
     }
 }
 
-/// Counters shared by every request of one listener.
-struct Counters {
-    bytes: Counter,
-    metrics: Counter,
-    points: Counter,
-    rejected: Vec<Counter>,
-}
-
-impl Counters {
-    fn new(labels: &Labels) -> Counters {
-        Counters {
-            bytes: labels.counter(telemetry::LISTENER_RECEIVED_BYTES),
-            metrics: labels.counter(telemetry::LISTENER_RECEIVED_METRICS),
-            points: labels.counter(telemetry::LISTENER_RECEIVED_POINTS),
-            rejected: ErrorKind::ALL
-                .iter()
-                .map(|k| labels.reason_counter(telemetry::LISTENER_REJECTED, k.reason()))
-                .collect(),
-        }
-    }
-
-    /// Once per request, from the parser's per-kind totals.
-    fn rejected(&self, summary: &Summary) {
-        for (counter, &n) in self.rejected.iter().zip(&summary.by_kind) {
-            if n > 0 {
-                counter.increment(n as u64);
-            }
-        }
-    }
-}
-
 struct Shared {
     cfg: Config,
     ctx: ListenerContext,
-    counters: Counters,
+    counters: ListenerCounters,
     version_body: String,
 }
 
@@ -190,7 +159,7 @@ pub fn router(cfg: &Config, ctx: ListenerContext) -> Option<Router> {
     version_body.push(b'}');
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
-        counters: Counters::new(&labels),
+        counters: ListenerCounters::new(&labels, ErrorKind::ALL.iter().map(|k| k.reason())),
         version_body: String::from_utf8_lossy(&version_body).into_owned(),
         ctx,
     });
@@ -331,7 +300,7 @@ async fn datapoints(s: Arc<Shared>, req: Request) -> Response {
             return body_error(&e);
         }
     };
-    s.counters.bytes.increment(body.len() as u64);
+    s.counters.bytes(body.len());
 
     // About one point per 250 bytes in typical bodies (one object per point).
     let mut batch = Batch::with_capacity(body.len() / 256 + 1, body.len() / 2);
@@ -350,13 +319,12 @@ async fn datapoints(s: Arc<Shared>, req: Request) -> Response {
             tracing::debug!(listener = %s.ctx.name, error = %e, "write refused");
             return overloaded(&e);
         }
-        s.counters.metrics.increment(metrics as u64);
-        s.counters.points.increment(points as u64);
+        s.counters.received(metrics, points);
     }
     if summary.errors == 0 {
         return conflux_net::http::empty(StatusCode::NO_CONTENT);
     }
-    s.counters.rejected(&summary);
+    s.counters.rejected_counts(&summary.by_kind);
     tracing::debug!(
         listener = %s.ctx.name,
         accepted = metrics,

@@ -13,6 +13,7 @@
 //!   streaming body decoding with limits, credentials, response helpers.
 //! - [`listener`]: what a listener crate hands the daemon (sockets, routes, servers).
 //! - [`ratelimit`]: a gate for log lines about bad input.
+//! - [`counters`]: the received and rejected counters every listener reports.
 //!
 //! [`Acceptor`]: conn::Acceptor
 //! [`Prefixed`]: conn::Prefixed
@@ -32,6 +33,7 @@ pub use conflux_core::component::CancellationToken;
 use conflux_core::component::ListenerContext;
 
 pub mod conn;
+pub mod counters;
 pub mod http;
 pub mod listener;
 pub mod ratelimit;

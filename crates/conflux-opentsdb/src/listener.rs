@@ -27,11 +27,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use conflux_core::Batch;
 use conflux_core::component::ListenerContext;
 use conflux_core::pipeline::SubmitError;
 use conflux_core::time::SecondsOrMillis;
-use conflux_core::{Batch, telemetry};
 use conflux_net::conn::{Acceptor, peek_byte};
+use conflux_net::counters::ListenerCounters;
 use conflux_net::http::auth::query_param;
 use conflux_net::http::{
     BodyError, BodyOptions, HttpConfig, HttpService, Request, Response, Router, collect_body,
@@ -42,7 +43,6 @@ use conflux_net::ratelimit::RateLimited;
 use conflux_net::tcp::{Flow, LineConn, TcpConfig, serve_lines};
 use conflux_net::{CancellationToken, Labels, ListenerError};
 use http::{HeaderValue, Method, StatusCode};
-use metrics::Counter;
 use serde::Deserialize;
 use tokio::net::TcpStream;
 
@@ -306,49 +306,6 @@ async fn serve(
     }
 }
 
-/// Self-metric handles, registered once per listener.
-struct Counters {
-    bytes: Counter,
-    metrics: Counter,
-    points: Counter,
-    /// `rejected_total{reason}`, one per [`ErrorKind`], in `ErrorKind::ALL` order.
-    rejected: Vec<Counter>,
-}
-
-impl Counters {
-    fn new(labels: &Labels) -> Counters {
-        Counters {
-            bytes: labels.counter(telemetry::LISTENER_RECEIVED_BYTES),
-            metrics: labels.counter(telemetry::LISTENER_RECEIVED_METRICS),
-            points: labels.counter(telemetry::LISTENER_RECEIVED_POINTS),
-            rejected: ErrorKind::ALL
-                .iter()
-                .map(|k| labels.reason_counter(telemetry::LISTENER_REJECTED, k.reason()))
-                .collect(),
-        }
-    }
-
-    /// Count refusals by reason, once per batch.
-    fn rejected(&self, kinds: impl Iterator<Item = ErrorKind>) {
-        let mut counts = [0u64; ErrorKind::ALL.len()];
-        for k in kinds {
-            if let Some(i) = ErrorKind::ALL.iter().position(|&a| a == k) {
-                counts[i] += 1;
-            }
-        }
-        for (c, n) in self.rejected.iter().zip(counts) {
-            if n > 0 {
-                c.increment(n);
-            }
-        }
-    }
-
-    fn accepted(&self, metrics: usize, points: usize) {
-        self.metrics.increment(metrics as u64);
-        self.points.increment(points as u64);
-    }
-}
-
 /// What every connection of one listener shares.
 struct Shared {
     ctx: ListenerContext,
@@ -356,7 +313,7 @@ struct Shared {
     telnet_errors: bool,
     max_body_bytes: usize,
     queue_wait: Duration,
-    counters: Counters,
+    counters: ListenerCounters,
     /// The telnet `version` answer.
     version_lines: Vec<u8>,
     /// The `/api/version` body.
@@ -400,7 +357,7 @@ impl Shared {
             telnet_errors: cfg.telnet_errors,
             max_body_bytes: cfg.max_body_bytes,
             queue_wait: Duration::from_millis(cfg.queue_wait_ms),
-            counters: Counters::new(&labels),
+            counters: ListenerCounters::new(&labels, ErrorKind::ALL.iter().map(|k| k.reason())),
             version_lines,
             version_json,
             ctx,
@@ -450,7 +407,7 @@ impl LineConn for Telnet {
         if refused > 0 {
             s.counters
                 .rejected(self.events.iter().filter_map(|e| match e {
-                    Event::Error(err) => Some(err.kind),
+                    Event::Error(err) => Some(err.kind.reason()),
                     Event::Command { .. } => None,
                 }));
             if let Some(suppressed) = self.log.allow()
@@ -473,7 +430,7 @@ impl LineConn for Telnet {
             if s.ctx.ingest.submit(batch).await.is_err() {
                 return Flow::Close;
             }
-            s.counters.accepted(metrics, points);
+            s.counters.received(metrics, points);
         }
         if summary.exit {
             Flow::Close
@@ -558,12 +515,12 @@ async fn put(s: Arc<Shared>, req: Request) -> Response {
         Ok(b) => b,
         Err(e) => return body_error(&e),
     };
-    s.counters.bytes.increment(body.len() as u64);
+    s.counters.bytes(body.len());
 
     let put = match codec::parse_put(&body, &s.opts, details) {
         Ok(p) => p,
         Err(e) => {
-            s.counters.rejected(std::iter::once(ErrorKind::InvalidJson));
+            s.counters.reject(ErrorKind::InvalidJson.reason(), 1);
             tracing::debug!(listener = %s.ctx.name, error = %e, "unreadable /api/put body");
             return error(StatusCode::BAD_REQUEST, &e.to_string(), e.details());
         }
@@ -574,11 +531,12 @@ async fn put(s: Arc<Shared>, req: Request) -> Response {
             tracing::debug!(listener = %s.ctx.name, error = %e, "/api/put refused");
             return overloaded(&e);
         }
-        s.counters.accepted(metrics, points);
+        s.counters.received(metrics, points);
     }
     let failed = put.errors.len();
     if failed > 0 {
-        s.counters.rejected(put.errors.iter().map(|e| e.kind));
+        s.counters
+            .rejected(put.errors.iter().map(|e| e.kind.reason()));
         tracing::debug!(listener = %s.ctx.name, accepted = metrics, rejected = failed, "bad points in /api/put");
     }
     if !summary {

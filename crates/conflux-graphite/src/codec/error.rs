@@ -1,10 +1,7 @@
 //! Per-line (and per-pickle-item) errors: a fixed set of kinds, usable as
 //! counter labels, and messages that quote at most 64 bytes of the input.
 
-use std::borrow::Cow;
-
-/// How many bytes of an offending line an error message quotes at most.
-pub const QUOTE_BYTES: usize = 64;
+pub use conflux_core::quote::QUOTE_BYTES;
 
 /// One line (plaintext) or one item (pickle) that was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -149,31 +146,6 @@ impl std::fmt::Display for ErrorKind {
     }
 }
 
-/// At most `max` bytes of `bytes`, cut on a character boundary, for quoting;
-/// invalid UTF-8 shows as U+FFFD.
-pub(crate) fn clip(bytes: &[u8], max: usize) -> Cow<'_, str> {
-    let cut = &bytes[..bytes.len().min(max)];
-    match std::str::from_utf8(cut) {
-        Ok(s) => Cow::Borrowed(s),
-        // The cut fell inside a character: drop the partial character.
-        Err(e) if e.error_len().is_none() => {
-            Cow::Borrowed(std::str::from_utf8(&cut[..e.valid_up_to()]).unwrap_or_default())
-        }
-        Err(_) => String::from_utf8_lossy(cut),
-    }
-}
-
-/// `unable to parse '<line>': <reason>`, the line cut to [`QUOTE_BYTES`].
-pub(crate) fn line_message(line: &[u8], reason: &str) -> String {
-    let quoted = clip(line, QUOTE_BYTES);
-    let mut out = String::with_capacity(quoted.len() + reason.len() + 22);
-    out.push_str("unable to parse '");
-    out.push_str(&quoted);
-    out.push_str("': ");
-    out.push_str(reason);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,18 +169,5 @@ mod tests {
             assert!(!t.ends_with('.'), "{t}");
             assert!(!t.starts_with(|c: char| c.is_ascii_uppercase()), "{t}");
         }
-    }
-
-    #[test]
-    fn clips_on_a_char_boundary_and_replaces_invalid_bytes() {
-        let s = "aé".repeat(40);
-        let c = clip(s.as_bytes(), 64);
-        assert!(c.len() <= 64 && c.len() >= 62);
-        assert!(s.starts_with(c.as_ref()));
-        assert_eq!(clip(b"ab\xffcd", 64), "ab\u{fffd}cd");
-        assert_eq!(
-            line_message(&[b'x'; 100], "why"),
-            format!("unable to parse '{}': why", "x".repeat(64))
-        );
     }
 }

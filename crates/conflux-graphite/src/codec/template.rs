@@ -105,7 +105,7 @@ pub enum TemplateError {
 
 /// At most 64 bytes of user input in an error message (STYLE.md).
 fn quote(s: &str) -> String {
-    super::error::clip(s.as_bytes(), super::error::QUOTE_BYTES).into_owned()
+    conflux_core::quote::clip(s, conflux_core::quote::QUOTE_BYTES).to_owned()
 }
 
 /// One word of a template.

@@ -2,8 +2,7 @@
 
 use std::borrow::Cow;
 
-/// How many bytes of an offending line an error message quotes at most.
-pub const QUOTE_BYTES: usize = 64;
+pub use conflux_core::quote::QUOTE_BYTES;
 
 /// One line that could not be parsed.
 ///
@@ -187,30 +186,6 @@ impl From<ErrorKind> for Fail {
     }
 }
 
-/// At most `max` bytes of `s`, cut on a character boundary, for quoting.
-pub(crate) fn clip(bytes: &[u8], max: usize) -> Cow<'_, str> {
-    let cut = &bytes[..bytes.len().min(max)];
-    match std::str::from_utf8(cut) {
-        Ok(s) => Cow::Borrowed(s),
-        // The cut fell inside a character: drop the partial character.
-        Err(e) if e.error_len().is_none() => {
-            Cow::Borrowed(std::str::from_utf8(&cut[..e.valid_up_to()]).unwrap_or_default())
-        }
-        Err(_) => String::from_utf8_lossy(cut),
-    }
-}
-
-/// `unable to parse '<line>': <reason>`.
-pub(crate) fn message(line: &[u8], reason: &str) -> String {
-    let quoted = clip(line, QUOTE_BYTES);
-    let mut out = String::with_capacity(quoted.len() + reason.len() + 22);
-    out.push_str("unable to parse '");
-    out.push_str(&quoted);
-    out.push_str("': ");
-    out.push_str(reason);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,23 +200,5 @@ mod tests {
             l.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         }));
-    }
-
-    #[test]
-    fn clips_on_a_char_boundary() {
-        let s = "aé".repeat(40);
-        let c = clip(s.as_bytes(), 64);
-        assert!(c.len() <= 64 && c.len() >= 62);
-        assert!(s.starts_with(c.as_ref()));
-        assert_eq!(clip(b"ab\xffcd", 64), "ab\u{fffd}cd");
-        assert_eq!(clip(b"short", 64), "short");
-    }
-
-    #[test]
-    fn message_has_influx_shape() {
-        assert_eq!(
-            message(b"m v=", "missing field value"),
-            "unable to parse 'm v=': missing field value"
-        );
     }
 }

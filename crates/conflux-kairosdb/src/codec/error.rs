@@ -4,9 +4,7 @@
 
 use std::fmt::Write as _;
 
-/// How many bytes of client input (a metric name, a tag name, a type) an
-/// error message quotes at most.
-pub const QUOTE_BYTES: usize = 64;
+pub use conflux_core::quote::QUOTE_BYTES;
 
 /// One problem found in a body.
 ///
@@ -108,7 +106,7 @@ impl std::fmt::Display for ErrorKind {
 
 /// At most [`QUOTE_BYTES`] of `s`, cut on a character boundary.
 pub(crate) fn clip(s: &str) -> &str {
-    &s[..s.floor_char_boundary(QUOTE_BYTES)]
+    conflux_core::quote::clip(s, QUOTE_BYTES)
 }
 
 /// KairosDB's context of a metric object: `metric[N]`, then `(name=…)` once

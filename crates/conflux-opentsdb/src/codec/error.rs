@@ -1,9 +1,7 @@
 //! Refusals: a fixed set of kinds (counter labels) and OpenTSDB's wording.
 
-use std::borrow::Cow;
-
-/// How many bytes of input one quoted piece of an error message holds at most.
-pub const QUOTE_BYTES: usize = 64;
+pub use conflux_core::quote::QUOTE_BYTES;
+pub(crate) use conflux_core::quote::{clip, clip_bytes};
 
 /// One telnet line that was refused.
 ///
@@ -124,29 +122,6 @@ impl std::fmt::Display for ErrorKind {
     }
 }
 
-/// At most `max` bytes of `s`, cut on a character boundary, for quoting.
-pub(crate) fn clip(s: &str, max: usize) -> &str {
-    &s[..s.floor_char_boundary(max)]
-}
-
-/// As [`clip`], for bytes that may not be UTF-8 (shown as U+FFFD). The
-/// result is at most `max` bytes too: a replacement character takes three.
-pub(crate) fn clip_bytes(bytes: &[u8], max: usize) -> Cow<'_, str> {
-    let cut = &bytes[..bytes.len().min(max)];
-    match std::str::from_utf8(cut) {
-        Ok(s) => Cow::Borrowed(s),
-        // The cut fell inside a character: drop the partial character.
-        Err(e) if e.error_len().is_none() => {
-            Cow::Borrowed(std::str::from_utf8(&cut[..e.valid_up_to()]).unwrap_or_default())
-        }
-        Err(_) => {
-            let mut s = String::from_utf8_lossy(cut).into_owned();
-            s.truncate(s.floor_char_boundary(max));
-            Cow::Owned(s)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,19 +136,5 @@ mod tests {
             l.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         }));
-    }
-
-    #[test]
-    fn clips_on_a_char_boundary() {
-        let s = "aé".repeat(40);
-        let c = clip(&s, 64);
-        assert!(c.len() <= 64 && c.len() >= 62);
-        assert!(s.starts_with(c));
-        assert_eq!(clip("short", 64), "short");
-        assert_eq!(clip_bytes(b"ab\xffcd", 64), "ab\u{fffd}cd");
-        assert_eq!(clip_bytes("é".as_bytes(), 1), "");
-        // Found by fuzzing: 64 invalid bytes are 192 bytes of U+FFFD.
-        let bad = clip_bytes(&[0xb8; 100], 64);
-        assert!(bad.len() <= 64 && bad.len() >= 61, "{}", bad.len());
     }
 }

@@ -32,7 +32,9 @@ use std::sync::Arc;
 use conflux_core::metric::DuplicateTags;
 use conflux_core::{Batch, MetricError, Value};
 
-use super::error::{ErrorKind, LineError, line_message};
+use conflux_core::quote::unable_to_parse;
+
+use super::error::{ErrorKind, LineError};
 use super::pickle;
 use super::template::{Applied, Templates};
 
@@ -163,7 +165,7 @@ impl Parser {
                 Ok(()) => parsed += 1,
                 Err(fail) => errors.push(LineError {
                     line: line_no,
-                    message: line_message(line, fail.reason),
+                    message: unable_to_parse(line, fail.reason),
                     kind: fail.kind,
                 }),
             }

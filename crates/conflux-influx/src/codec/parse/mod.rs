@@ -21,7 +21,9 @@ use std::borrow::Cow;
 use conflux_core::time::Precision;
 use conflux_core::{Batch, MetricError, Value};
 
-use super::error::{ErrorKind, Fail, LineError, clip, message};
+use conflux_core::quote::{clip_bytes, unable_to_parse};
+
+use super::error::{ErrorKind, Fail, LineError};
 
 /// InfluxDB's `MaxKeyLength`: measurement, tags and one field key, escaped, plus 4.
 pub const MAX_KEY_BYTES: usize = 65_535;
@@ -125,7 +127,7 @@ pub fn parse(
                 let text = input.get(s..line_end).unwrap_or_default();
                 errors.push(LineError {
                     line: line_no,
-                    message: message(text, &fail.reason),
+                    message: unable_to_parse(text, &fail.reason),
                     kind: fail.kind,
                 });
                 (line_end, next)
@@ -419,7 +421,7 @@ impl<'a> Parser<'a> {
                 kind: ErrorKind::BadTimestamp,
                 reason: Cow::Owned(format!(
                     "strconv.ParseInt: parsing \"{}\": {verb}",
-                    clip(digits, 32)
+                    clip_bytes(digits, 32)
                 )),
             }
         })?;
@@ -587,7 +589,7 @@ fn scan_number(b: &[u8], start: usize, eol: usize) -> Result<(Val, usize), Fail>
 
 /// InfluxDB's wording for an `i`/`u` value out of range, quoting at most 32 digits.
 fn out_of_range(kind: ErrorKind, digits: &[u8]) -> Fail {
-    let d = clip(digits, 32);
+    let d = clip_bytes(digits, 32);
     let reason = if kind == ErrorKind::IntegerOutOfRange {
         format!(
             "unable to parse integer {d}: strconv.ParseInt: parsing \"{d}\": value out of range"
