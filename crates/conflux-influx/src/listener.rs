@@ -585,11 +585,10 @@ async fn write(s: Arc<Shared>, api: Api, req: Request) -> Response {
     s.counters.bytes(body.len());
 
     let started = Instant::now();
-    let now = now_ns();
-    // A point without a timestamp gets the receive time, cut to the precision.
+    // A point without a timestamp gets the receive time (the codec cuts it to the precision).
     let opts = ParseOptions {
         precision,
-        default_timestamp_ns: now - now.rem_euclid(precision.nanos()),
+        default_timestamp_ns: now_ns(),
         ..ParseOptions::default()
     };
     let mut batch = Batch::with_capacity(body.len() / 128 + 1, body.len());
