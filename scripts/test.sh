@@ -11,10 +11,17 @@ root=$PWD
 
 step() { printf '\n==> %s\n' "$*"; }
 
-# Debian packages whose programs the end-to-end tests run as real clients.
+# Debian packages whose programs the end-to-end tests run as real clients,
+# and the real servers the sink tests write to (conflux-testkit starts each on
+# free loopback ports; the packages' own services are not used).
 debs=()
 [ -x /usr/sbin/collectd ] || debs+=(collectd-core)
 command -v carbon-c-relay >/dev/null 2>&1 || debs+=(carbon-c-relay)
+command -v influxd >/dev/null 2>&1 || debs+=(influxdb)
+command -v victoria-metrics >/dev/null 2>&1 || debs+=(victoria-metrics)
+command -v prometheus >/dev/null 2>&1 || debs+=(prometheus)
+command -v carbon-cache >/dev/null 2>&1 || debs+=(graphite-carbon)
+command -v whisper-fetch >/dev/null 2>&1 || debs+=(python3-whisper)
 if [ ${#debs[@]} -gt 0 ]; then
     step "installing ${debs[*]}"
     apt-get update -qq
