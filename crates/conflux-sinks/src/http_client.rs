@@ -13,8 +13,11 @@
 //! 408 and 429 are the two 4xx a server sends to mean "later": retrying them
 //! is what Telegraf's influxdb_v2 output and vmagent do.
 //!
-//! Only `http://` URLs today; `https://` (rustls) comes with issue 7.
+//! `https://` URLs go over rustls: the system's root certificates, or a CA
+//! file; optionally a client certificate (mutual TLS) and a fixed server name.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -22,9 +25,12 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderName, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::{DefaultServerNameResolver, FixedServerNameResolver, HttpsConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 use crate::runner::SinkError;
 
@@ -50,6 +56,70 @@ impl Default for ClientConfig {
             idle_timeout: Duration::from_secs(90),
         }
     }
+}
+
+/// TLS settings for `https://` URLs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM CA certificates to trust instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain (mutual TLS).
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// The name the server's certificate must carry, instead of the URL's host.
+    pub server_name: Option<String>,
+}
+
+impl TlsConfig {
+    /// The rustls client configuration.
+    ///
+    /// # Errors
+    /// A file that cannot be read or holds no usable certificate or key.
+    pub fn client_config(&self) -> Result<rustls::ClientConfig, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        match &self.ca_file {
+            Some(path) => {
+                for cert in read_certs(path)? {
+                    roots
+                        .add(cert)
+                        .map_err(|e| format!("`tls_ca_file` {}: {e}", path.display()))?;
+                }
+            }
+            None => {
+                // Unreadable system certificates are skipped: only https URLs
+                // need them, and a CA file is the fix when none load.
+                let native = rustls_native_certs::load_native_certs();
+                roots.add_parsable_certificates(native.certs);
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .with_root_certificates(roots);
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => {
+                let chain = read_certs(cert)?;
+                let key = PrivateKeyDer::from_pem_file(key)
+                    .map_err(|e| format!("`tls_key_file` {}: {e}", key.display()))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| format!("client certificate: {e}"))
+            }
+            _ => Ok(builder.with_no_client_auth()),
+        }
+    }
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no PEM certificate in it", path.display()));
+    }
+    Ok(certs)
 }
 
 /// An answer: status, headers and the body (at most [`MAX_RESPONSE_BYTES`]).
@@ -80,10 +150,11 @@ pub enum HttpError {
     BodyTooLarge,
 }
 
-/// A pooled HTTP/1.1 client; cheap to clone (clones share the pool).
+/// A pooled HTTP/1.1 client, plain or over TLS by the URL's scheme; cheap
+/// to clone (clones share the pool).
 #[derive(Clone)]
 pub struct HttpClient {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     timeout: Duration,
 }
 
@@ -96,19 +167,41 @@ impl std::fmt::Debug for HttpClient {
 }
 
 impl HttpClient {
-    /// A client with its own connection pool. Needs a tokio runtime when used.
+    /// A client with its own connection pool and default TLS settings.
+    /// Needs a tokio runtime when used.
     pub fn new(cfg: ClientConfig) -> HttpClient {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(cfg.timeout));
+        // Default TLS settings read no file: only a broken provider can fail.
+        Self::with_tls(cfg, &TlsConfig::default()).unwrap_or_else(|e| panic!("TLS defaults: {e}"))
+    }
+
+    /// A client with its own connection pool and the given TLS settings.
+    ///
+    /// # Errors
+    /// A TLS file that cannot be read or parsed, a bad server name.
+    pub fn with_tls(cfg: ClientConfig, tls: &TlsConfig) -> Result<HttpClient, String> {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(cfg.timeout));
+        // The TLS connector hands `http://` to the plain connector.
+        http.enforce_http(false);
+        let resolver: Arc<dyn hyper_rustls::ResolveServerName + Send + Sync> =
+            match &tls.server_name {
+                Some(name) => {
+                    let name = ServerName::try_from(name.clone())
+                        .map_err(|e| format!("`tls_server_name` {name:?}: {e}"))?;
+                    Arc::new(FixedServerNameResolver::new(name))
+                }
+                None => Arc::new(DefaultServerNameResolver::default()),
+            };
+        let connector = HttpsConnector::new(http, tls.client_config()?, false, resolver);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(cfg.idle_timeout)
             .pool_timer(TokioTimer::new())
             .build(connector);
-        HttpClient {
+        Ok(HttpClient {
             client,
             timeout: cfg.timeout,
-        }
+        })
     }
 
     /// Send one request and read the whole answer, within the timeout.
@@ -220,7 +313,7 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     v.parse::<u64>().ok().map(Duration::from_secs)
 }
 
-/// Check a sink URL: `http://host[:port]/path[?query]`.
+/// Check a sink URL: `http[s]://host[:port]/path[?query]`.
 ///
 /// # Errors
 /// Why it cannot be used, for the config check.
@@ -229,13 +322,12 @@ pub fn parse_url(url: &str) -> Result<Uri, String> {
         .parse()
         .map_err(|e| format!("`url` = {url:?} is not a URL: {e}"))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
+        Some("http" | "https") => {}
+        _ => {
             return Err(format!(
-                "`url` = {url:?}: https is not supported yet; use http://"
+                "`url` = {url:?} must start with http:// or https://"
             ));
         }
-        _ => return Err(format!("`url` = {url:?} must start with http://")),
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(format!("`url` = {url:?} has no host"));
@@ -358,11 +450,7 @@ mod tests {
     #[test]
     fn urls_are_checked() {
         assert!(parse_url("http://127.0.0.1:8080/api/v1/datapoints").is_ok());
-        assert!(
-            parse_url("https://kairos/api")
-                .unwrap_err()
-                .contains("https")
-        );
+        assert!(parse_url("https://kairos/api").is_ok());
         assert!(parse_url("ftp://x/").unwrap_err().contains("http://"));
         assert!(parse_url("not a url").is_err());
         assert!(parse_url("/api/v1/datapoints").is_err());

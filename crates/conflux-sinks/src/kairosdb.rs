@@ -8,25 +8,22 @@
 //! a 400 is dropped and counted as rejected (retrying would store the valid
 //! part twice) and its message is logged.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use conflux_core::metric::MetricRef;
 use conflux_core::naming::{Naming, NamingOptions, Target};
-use conflux_core::pipeline::BatchView;
 use conflux_kairosdb::codec::{EncodeOptions, Encoder};
 use http::{HeaderMap, Method, Uri};
 use serde::Deserialize;
 
-use crate::http_client::{self, ClientConfig, HttpClient};
-use crate::runner::{Sent, Sink, SinkError, Skipped};
+use crate::endpoint::{Endpoint, Endpoints, NetConfig};
+use crate::http_client::{self, HttpClient};
+use crate::runner::{Sent, SinkError, Skipped};
 
-/// `[sinks.NAME] type = "kairosdb"`.
+/// `[sinks.NAME] type = "kairosdb"`: its own keys (the URL, timeout and TLS
+/// keys are [`NetConfig`]'s).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// The full endpoint, e.g. `http://127.0.0.1:8080/api/v1/datapoints`.
-    pub url: String,
     /// Send `Content-Encoding: gzip` bodies (KairosDB 1.3 and later).
     #[serde(default)]
     pub gzip: bool,
@@ -34,9 +31,6 @@ pub struct Config {
     pub username: Option<String>,
     /// HTTP Basic password (with `username`).
     pub password: Option<String>,
-    /// Time for one request, answer included; past it the batch is retried.
-    #[serde(default = "default_timeout_ms")]
-    pub timeout_ms: u64,
     /// `name=value` of the tag a metric without tags gets (KairosDB refuses
     /// untagged objects; its telnet listener adds `add=tag`); `""` for none.
     #[serde(default = "default_untagged_tag")]
@@ -46,9 +40,6 @@ pub struct Config {
     pub naming: NamingOptions,
 }
 
-fn default_timeout_ms() -> u64 {
-    10_000
-}
 fn default_untagged_tag() -> String {
     "add=tag".to_owned()
 }
@@ -57,18 +48,12 @@ impl Config {
     /// Every problem with the settings.
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
-        if let Err(e) = http_client::parse_url(&self.url) {
-            p.push(e);
-        }
         match (&self.username, &self.password) {
             (Some(u), Some(_)) if u.is_empty() => p.push("`username` must not be empty".to_owned()),
             (Some(_), None) | (None, Some(_)) => {
                 p.push("`username` and `password` go together".to_owned());
             }
             _ => {}
-        }
-        if self.timeout_ms == 0 {
-            p.push("`timeout_ms` must be at least 1".to_owned());
         }
         if let Err(e) = self.untagged() {
             p.push(e);
@@ -92,8 +77,56 @@ impl Config {
     }
 }
 
-/// Sends batches to one KairosDB.
-pub struct KairosdbSink {
+/// The `kairosdb` sink: one [`KairosdbEndpoint`] per URL.
+pub type KairosdbSink = Endpoints<KairosdbEndpoint>;
+
+/// Every problem with the shared and own settings, URLs included.
+pub fn check(net: &NetConfig, cfg: &Config) -> Vec<String> {
+    let mut problems = net.problems();
+    problems.extend(cfg.problems());
+    for url in net.all_urls() {
+        if let Err(e) = http_client::parse_url(url) {
+            problems.push(e);
+        }
+    }
+    problems
+}
+
+/// Build the sink: check the URLs, open the client (no connection yet).
+///
+/// # Errors
+/// Every problem with the settings, joined.
+pub fn build(net: &NetConfig, cfg: &Config) -> Result<KairosdbSink, String> {
+    let problems = check(net, cfg);
+    if !problems.is_empty() {
+        return Err(problems.join("; "));
+    }
+    let client = net.http_client()?;
+    let auth = match (&cfg.username, &cfg.password) {
+        (Some(u), Some(p)) => Some(http_client::basic_auth(u, p)),
+        _ => None,
+    };
+    let mut endpoints = Vec::new();
+    for url in net.all_urls() {
+        let endpoint = KairosdbEndpoint {
+            client: client.clone(),
+            uri: http_client::parse_url(url)?,
+            headers: http_client::json_headers(cfg.gzip, auth.clone()),
+            gzip: cfg.gzip,
+            encoder: Encoder::new(EncodeOptions {
+                naming: Naming::with_options(Target::Kairosdb, &cfg.naming),
+                untagged_tag: cfg.untagged()?,
+            }),
+            body: Vec::new(),
+            gz: Vec::new(),
+        };
+        endpoints.push((url.to_owned(), endpoint));
+    }
+    Ok(Endpoints::new(net.mode, endpoints))
+}
+
+/// Sends batches to one KairosDB URL.
+pub struct KairosdbEndpoint {
     client: HttpClient,
     uri: Uri,
     headers: HeaderMap,
@@ -103,72 +136,39 @@ pub struct KairosdbSink {
     gz: Vec<u8>,
 }
 
-impl std::fmt::Debug for KairosdbSink {
+impl std::fmt::Debug for KairosdbEndpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KairosdbSink")
+        f.debug_struct("KairosdbEndpoint")
             .field("uri", &self.uri)
             .field("gzip", &self.gzip)
             .finish_non_exhaustive()
     }
 }
 
-impl KairosdbSink {
-    /// Build the sink: check the URL, open the client (no connection yet).
-    ///
-    /// # Errors
-    /// The config's problems, joined.
-    pub fn new(cfg: &Config) -> Result<KairosdbSink, String> {
-        let problems = cfg.problems();
-        if !problems.is_empty() {
-            return Err(problems.join("; "));
-        }
-        let uri = http_client::parse_url(&cfg.url)?;
-        let auth = match (&cfg.username, &cfg.password) {
-            (Some(u), Some(p)) => Some(http_client::basic_auth(u, p)),
-            _ => None,
-        };
-        let client = HttpClient::new(ClientConfig {
-            timeout: Duration::from_millis(cfg.timeout_ms),
-            ..ClientConfig::default()
-        });
-        Ok(KairosdbSink {
-            client,
-            uri,
-            headers: http_client::json_headers(cfg.gzip, auth),
-            gzip: cfg.gzip,
-            encoder: Encoder::new(EncodeOptions {
-                naming: Naming::with_options(Target::Kairosdb, &cfg.naming),
-                untagged_tag: cfg.untagged()?,
-            }),
-            body: Vec::new(),
-            gz: Vec::new(),
-        })
-    }
-
-    /// Encode `batch` into the request body; what it holds and left out.
-    fn encode(&mut self, batch: &[BatchView]) -> Sent {
-        let metrics: Vec<MetricRef<'_>> = batch.iter().flat_map(BatchView::iter).collect();
+impl KairosdbEndpoint {
+    /// Encode `metrics` into the request body; what it holds and left out.
+    fn encode(&mut self, metrics: &[MetricRef<'_>]) -> Sent {
         self.body.clear();
-        let enc = self.encoder.encode(&metrics, &mut self.body);
+        let enc = self.encoder.encode(metrics, &mut self.body);
         Sent {
             metrics: enc.metrics,
             points: enc.points,
-            bytes: 0,
             skipped: Skipped {
                 string: enc.skipped_string,
                 bool: enc.skipped_bool,
                 non_finite: enc.skipped_non_finite,
                 invalid_name: enc.skipped_invalid_name,
             },
+            ..Sent::default()
         }
     }
 }
 
-impl Sink for KairosdbSink {
-    async fn send(&mut self, batch: &[BatchView]) -> Result<Sent, SinkError> {
+impl Endpoint for KairosdbEndpoint {
+    async fn send(&mut self, metrics: &[MetricRef<'_>]) -> Result<Sent, SinkError> {
         // Encoded again on every attempt: cheap next to a round trip, and the
-        // buffers stay owned by the sink.
-        let mut sent = self.encode(batch);
+        // buffers stay owned by the endpoint.
+        let mut sent = self.encode(metrics);
         if self.body.is_empty() {
             return Ok(sent);
         }
@@ -193,26 +193,26 @@ mod tests {
     use super::*;
 
     fn cfg(extra: &str) -> Result<Config, toml::de::Error> {
-        toml::from_str(&format!(
-            "url = \"http://127.0.0.1:8080/api/v1/datapoints\"\n{extra}"
-        ))
+        toml::from_str(extra)
+    }
+
+    fn net() -> NetConfig {
+        NetConfig::single("http://127.0.0.1:8080/api/v1/datapoints")
     }
 
     #[test]
     fn defaults_and_problems() {
         let c = cfg("").unwrap();
         assert!(!c.gzip);
-        assert_eq!(c.timeout_ms, 10_000);
         assert_eq!(c.untagged().unwrap(), Some(("add".into(), "tag".into())));
         assert!(c.problems().is_empty());
-        let c = cfg("username = \"u\"\ntimeout_ms = 0\nuntagged_tag = \"x\"").unwrap();
-        assert_eq!(c.problems().len(), 3, "{:?}", c.problems());
+        let c = cfg("username = \"u\"\nuntagged_tag = \"x\"").unwrap();
+        assert_eq!(c.problems().len(), 2, "{:?}", c.problems());
         assert!(cfg("gzipp = true").is_err());
         let c = cfg("untagged_tag = \"\"\n[naming]\nseparator = \"_\"").unwrap();
         assert_eq!(c.untagged().unwrap(), None);
-        assert!(KairosdbSink::new(&c).is_ok());
-        let mut bad = c.clone();
-        bad.url = "https://x/api/v1/datapoints".into();
-        assert!(KairosdbSink::new(&bad).unwrap_err().contains("https"));
+        assert!(build(&net(), &c).is_ok());
+        let bad = NetConfig::single("ftp://x/api/v1/datapoints");
+        assert!(build(&bad, &c).unwrap_err().contains("http://"));
     }
 }

@@ -26,6 +26,11 @@ pub trait Sink: Send + 'static {
     fn send(&mut self, batch: &[BatchView])
     -> impl Future<Output = Result<Sent, SinkError>> + Send;
 
+    /// Called before the first attempt at each new batch: what follows is not
+    /// a retry. Sinks with several URLs forget which URLs already took the
+    /// previous batch.
+    fn new_batch(&mut self) {}
+
     /// Flush and release resources; called once after the last `send`.
     ///
     /// # Errors
@@ -36,7 +41,7 @@ pub trait Sink: Send + 'static {
 }
 
 /// What one successful `send` delivered.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sent {
     /// Metrics delivered (with at least one point).
     pub metrics: usize,
@@ -46,6 +51,29 @@ pub struct Sent {
     pub bytes: usize,
     /// Points the encoder could not represent, by reason.
     pub skipped: Skipped,
+    /// Metrics the target refused while it kept the rest (InfluxDB's `partial
+    /// write`, OpenTSDB's per-point `details`, one URL of several answering
+    /// 4xx); counted as dropped (`rejected`) and logged with `rejection`.
+    pub rejected: usize,
+    /// The target's message about what it refused.
+    pub rejection: Option<String>,
+}
+
+impl Sent {
+    /// Add what another request of the same batch delivered.
+    pub fn merge(&mut self, other: Sent) {
+        self.metrics += other.metrics;
+        self.points += other.points;
+        self.bytes += other.bytes;
+        self.skipped.string += other.skipped.string;
+        self.skipped.bool += other.skipped.bool;
+        self.skipped.non_finite += other.skipped.non_finite;
+        self.skipped.invalid_name += other.skipped.invalid_name;
+        self.rejected += other.rejected;
+        if self.rejection.is_none() {
+            self.rejection = other.rejection;
+        }
+    }
 }
 
 /// Points an encoder skipped, by reason.
@@ -348,6 +376,7 @@ impl<S: Sink> Runner<S> {
         if pending.is_empty() {
             return;
         }
+        self.sink.new_batch();
         loop {
             let started = Instant::now();
             match self.sink.send(pending).await {
@@ -356,6 +385,13 @@ impl<S: Sink> Runner<S> {
                         .duration_ok
                         .record(started.elapsed().as_secs_f64());
                     self.telemetry.sent(&sent);
+                    if sent.rejected > 0 {
+                        self.telemetry
+                            .dropped_rejected
+                            .increment(sent.rejected as u64);
+                        let message = sent.rejection.as_deref().unwrap_or("no reason given");
+                        self.log_rejection(sent.rejected, message);
+                    }
                     self.backoff.reset();
                     if self.failing {
                         self.failing = false;
@@ -425,7 +461,7 @@ impl<S: Sink> Runner<S> {
                 metrics,
                 suppressed = self.suppressed_rejections,
                 error = %message,
-                "target rejected a batch; dropped"
+                "target rejected metrics; dropped"
             );
             self.last_rejection_log = Some(now);
             self.suppressed_rejections = 0;

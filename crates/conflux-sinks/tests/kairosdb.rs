@@ -17,6 +17,7 @@ use conflux_core::component::{CancellationToken, ListenerContext};
 use conflux_core::filter::Filter;
 use conflux_core::pipeline::{BatchView, QueueConfig, SinkSpec, WhenFull};
 use conflux_core::{Batch, Pipeline, Value};
+use conflux_sinks::endpoint::NetConfig;
 use conflux_sinks::kairosdb::{Config, KairosdbSink};
 use conflux_sinks::{Sink, SinkError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,8 +29,12 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn config(url: &str, extra: &str) -> Config {
-    toml::from_str(&format!("url = \"{url}\"\n{extra}")).unwrap()
+fn config(url: &str, extra: &str) -> (NetConfig, Config) {
+    conflux_sinks::endpoint::parse_toml(&format!("url = \"{url}\"\n{extra}")).unwrap()
+}
+
+fn new_sink(cfg: &(NetConfig, Config)) -> KairosdbSink {
+    conflux_sinks::kairosdb::build(&cfg.0, &cfg.1).unwrap()
 }
 
 /// A KairosDB body parsed with Conflux's codec (the listener's parser).
@@ -199,7 +204,7 @@ fn url(stub: &Stub) -> String {
 #[tokio::test]
 async fn the_documented_example_goes_out_as_documented() {
     let s = stub(vec![]).await;
-    let mut sink = KairosdbSink::new(&config(&url(&s), "")).unwrap();
+    let mut sink = new_sink(&config(&url(&s), ""));
     let input = std::fs::read(fixture("docs_example.in.json")).unwrap();
     let sent = sink.send(&views(kairos_batch(&input))).await.unwrap();
     assert_eq!((sent.metrics, sent.points), (4, 4));
@@ -226,7 +231,7 @@ async fn telegraf_metrics_follow_the_naming_policy_with_gzip_and_basic_auth() {
         &url(&s),
         "gzip = true\nusername = \"Aladdin\"\npassword = \"open sesame\"",
     );
-    let mut sink = KairosdbSink::new(&cfg).unwrap();
+    let mut sink = new_sink(&cfg);
     let input = std::fs::read(fixture("telegraf_cpu.in.lp")).unwrap();
     let sent = sink.send(&views(influx_batch(&input))).await.unwrap();
     assert_eq!((sent.metrics, sent.points), (3, 6));
@@ -243,7 +248,7 @@ async fn telegraf_metrics_follow_the_naming_policy_with_gzip_and_basic_auth() {
 #[tokio::test]
 async fn a_batch_of_nothing_sendable_sends_nothing_and_counts_the_skips() {
     let s = stub(vec![]).await;
-    let mut sink = KairosdbSink::new(&config(&url(&s), "")).unwrap();
+    let mut sink = new_sink(&config(&url(&s), ""));
     let batch: Batch = [conflux_core::Metric::new("m").field("v", f64::NAN)]
         .into_iter()
         .collect();
@@ -304,7 +309,7 @@ async fn values_and_ttl_arrive_exactly_at_a_kairosdb_listener() {
     add("b", Value::Bool(false), 7_000_000, 0);
 
     let cfg = config(&format!("http://{addr}/api/v1/datapoints"), "gzip = true");
-    let mut sink = KairosdbSink::new(&cfg).unwrap();
+    let mut sink = new_sink(&cfg);
     let sent = sink.send(&views(batch)).await.unwrap();
     assert_eq!(sent.points, 7);
     let view = rxs[0].try_recv().expect("the listener queued the batch");
@@ -351,7 +356,7 @@ fn batch() -> Vec<BatchView> {
 #[tokio::test]
 async fn server_errors_are_retryable_with_retry_after_and_connections_are_reused() {
     let s = stub(vec![Reply::Status(500, "boom", Some("3"))]).await;
-    let mut sink = KairosdbSink::new(&config(&url(&s), "")).unwrap();
+    let mut sink = new_sink(&config(&url(&s), ""));
     let err = sink.send(&batch()).await.unwrap_err();
     assert_eq!(
         err,
@@ -373,7 +378,7 @@ async fn server_errors_are_retryable_with_retry_after_and_connections_are_reused
 async fn client_errors_are_rejected_with_the_servers_message() {
     let body = r#"{"errors":["metric[0](name=m).tags count must be greater than or equal to 1."]}"#;
     let s = stub(vec![Reply::Status(400, body, None)]).await;
-    let mut sink = KairosdbSink::new(&config(&url(&s), "")).unwrap();
+    let mut sink = new_sink(&config(&url(&s), ""));
     let err = sink.send(&batch()).await.unwrap_err();
     assert_eq!(
         err,
@@ -383,7 +388,7 @@ async fn client_errors_are_rejected_with_the_servers_message() {
     );
     // 429 means "later".
     let s = stub(vec![Reply::Status(429, "", None)]).await;
-    let mut sink = KairosdbSink::new(&config(&url(&s), "")).unwrap();
+    let mut sink = new_sink(&config(&url(&s), ""));
     assert!(matches!(
         sink.send(&batch()).await,
         Err(SinkError::Retryable { .. })
@@ -393,7 +398,7 @@ async fn client_errors_are_rejected_with_the_servers_message() {
 #[tokio::test]
 async fn a_stall_past_the_timeout_is_retryable() {
     let s = stub(vec![Reply::Stall]).await;
-    let mut sink = KairosdbSink::new(&config(&url(&s), "timeout_ms = 200")).unwrap();
+    let mut sink = new_sink(&config(&url(&s), "timeout_ms = 200"));
     let err = sink.send(&batch()).await.unwrap_err();
     assert_eq!(err, SinkError::retry("no answer within 200 ms"));
     // The stalled connection is not reused: the next request gets through.
@@ -404,7 +409,7 @@ async fn a_stall_past_the_timeout_is_retryable() {
 #[tokio::test]
 async fn a_reset_connection_is_retryable() {
     let s = stub(vec![Reply::Reset]).await;
-    let mut sink = KairosdbSink::new(&config(&url(&s), "")).unwrap();
+    let mut sink = new_sink(&config(&url(&s), ""));
     let err = sink.send(&batch()).await.unwrap_err();
     assert!(
         matches!(&err, SinkError::Retryable { message, .. } if message.starts_with("request failed")),
@@ -421,8 +426,7 @@ async fn a_refused_connection_is_retryable() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let mut sink =
-        KairosdbSink::new(&config(&format!("http://{addr}/api/v1/datapoints"), "")).unwrap();
+    let mut sink = new_sink(&config(&format!("http://{addr}/api/v1/datapoints"), ""));
     let err = sink.send(&batch()).await.unwrap_err();
     assert!(
         matches!(&err, SinkError::Retryable { message, .. } if message.starts_with("connect: ")),

@@ -12,8 +12,9 @@ use std::net::SocketAddr;
 use conflux_core::filter::{Filter, FilterConfig};
 use conflux_core::pipeline::{QueueConfig, SinkSpec, WhenFull};
 use conflux_net::listener::{Socket, Transport};
+use conflux_sinks::endpoint::NetConfig;
 use conflux_sinks::runner::RunnerConfig;
-use conflux_sinks::{blackhole, file, kairosdb};
+use conflux_sinks::{blackhole, file, graphite, influx, kairosdb, opentsdb, prometheus};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -149,15 +150,24 @@ impl Default for DaemonConfig {
     }
 }
 
-/// A sink's type and its own settings.
+/// A sink's type and its own settings; network sinks also carry the shared
+/// URL, timeout and TLS keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SinkKind {
     /// `type = "file"`.
     File(file::Config),
     /// `type = "blackhole"`.
     Blackhole(blackhole::Config),
+    /// `type = "influx"`.
+    Influx(NetConfig, influx::Config),
+    /// `type = "prometheus"`.
+    Prometheus(NetConfig, prometheus::Config),
+    /// `type = "graphite"`.
+    Graphite(NetConfig, graphite::Config),
+    /// `type = "opentsdb"`.
+    Opentsdb(NetConfig, opentsdb::Config),
     /// `type = "kairosdb"`.
-    Kairosdb(kairosdb::Config),
+    Kairosdb(NetConfig, kairosdb::Config),
 }
 
 impl SinkKind {
@@ -166,9 +176,24 @@ impl SinkKind {
         match self {
             SinkKind::File(_) => "file",
             SinkKind::Blackhole(_) => "blackhole",
-            SinkKind::Kairosdb(_) => "kairosdb",
+            SinkKind::Influx(..) => "influx",
+            SinkKind::Prometheus(..) => "prometheus",
+            SinkKind::Graphite(..) => "graphite",
+            SinkKind::Opentsdb(..) => "opentsdb",
+            SinkKind::Kairosdb(..) => "kairosdb",
         }
     }
+}
+
+/// A network sink's two halves, with every problem of both.
+fn network<C: serde::de::DeserializeOwned>(
+    table: toml::Table,
+    check: impl Fn(&NetConfig, &C) -> Vec<String>,
+    errors: &mut Vec<String>,
+) -> Result<(NetConfig, C), String> {
+    let (net, own) = conflux_sinks::endpoint::parse_table::<C>(table)?;
+    errors.extend(check(&net, &own));
+    Ok((net, own))
 }
 
 /// Queue settings shared by every sink.
@@ -500,7 +525,15 @@ fn parse_listener(mut table: toml::Table) -> Result<ListenerConfig, Vec<String>>
     ListenerConfig::parse(&kind, table)
 }
 
-const SINK_TYPES: &[&str] = &["file", "blackhole", "kairosdb"];
+const SINK_TYPES: &[&str] = &[
+    "file",
+    "blackhole",
+    "influx",
+    "prometheus",
+    "graphite",
+    "opentsdb",
+    "kairosdb",
+];
 
 fn parse_sink(name: &str, mut table: toml::Table) -> Result<SinkConfig, Vec<String>> {
     let mut errors = Vec::new();
@@ -556,10 +589,19 @@ fn parse_sink(name: &str, mut table: toml::Table) -> Result<SinkConfig, Vec<Stri
             SinkKind::File(c)
         }),
         "blackhole" => component::<blackhole::Config>(table).map(SinkKind::Blackhole),
-        "kairosdb" => component::<kairosdb::Config>(table).map(|c| {
-            errors.extend(c.problems());
-            SinkKind::Kairosdb(c)
-        }),
+        "influx" => network(table, influx::check, &mut errors).map(|(n, c)| SinkKind::Influx(n, c)),
+        "prometheus" => {
+            network(table, prometheus::check, &mut errors).map(|(n, c)| SinkKind::Prometheus(n, c))
+        }
+        "graphite" => {
+            network(table, graphite::check, &mut errors).map(|(n, c)| SinkKind::Graphite(n, c))
+        }
+        "opentsdb" => {
+            network(table, opentsdb::check, &mut errors).map(|(n, c)| SinkKind::Opentsdb(n, c))
+        }
+        "kairosdb" => {
+            network(table, kairosdb::check, &mut errors).map(|(n, c)| SinkKind::Kairosdb(n, c))
+        }
         other => Err(format!(
             "unknown type `{other}`, expected one of {}",
             backticked(SINK_TYPES)

@@ -3,8 +3,8 @@
 use conflux_core::pipeline::SinkReceiver;
 use conflux_sinks::blackhole::Blackhole;
 use conflux_sinks::file::FileSink;
-use conflux_sinks::kairosdb::KairosdbSink;
 use conflux_sinks::{Runner, RunnerConfig, Sink, Stop};
+use conflux_sinks::{graphite, influx, kairosdb, opentsdb, prometheus};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
@@ -25,7 +25,11 @@ pub fn build(cfg: &SinkConfig) -> Result<Start, String> {
     Ok(match &cfg.kind {
         SinkKind::File(c) => start(FileSink::new(c.clone())?, kind, runner, span),
         SinkKind::Blackhole(_) => start(Blackhole, kind, runner, span),
-        SinkKind::Kairosdb(c) => start(KairosdbSink::new(c)?, kind, runner, span),
+        SinkKind::Influx(n, c) => start(influx::build(n, c)?, kind, runner, span),
+        SinkKind::Prometheus(n, c) => start(prometheus::build(n, c)?, kind, runner, span),
+        SinkKind::Graphite(n, c) => start(graphite::build(n, c)?, kind, runner, span),
+        SinkKind::Opentsdb(n, c) => start(opentsdb::build(n, c)?, kind, runner, span),
+        SinkKind::Kairosdb(n, c) => start(kairosdb::build(n, c)?, kind, runner, span),
     })
 }
 

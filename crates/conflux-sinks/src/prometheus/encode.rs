@@ -1,0 +1,1290 @@
+//! The encoder of the `prometheus` sink: metrics into Prometheus remote write
+//! 1.0 requests, a protobuf `WriteRequest` compressed with Snappy's block
+//! format (<https://prometheus.io/docs/concepts/remote_write_spec/>):
+//!
+//! ```text
+//! WriteRequest { repeated TimeSeries timeseries = 1; }
+//! TimeSeries   { repeated Label labels = 1; repeated Sample samples = 2; }
+//! Label        { string name = 1; string value = 2; }
+//! Sample       { double value = 1; int64 timestamp = 2; }   // milliseconds
+//! ```
+//!
+//! What a metric becomes:
+//!
+//! - one series per numeric field, named by the naming policy
+//!   (`conflux_core::naming`, `Target::Prometheus`: `measurement_field`, a
+//!   `value` field keeps the bare name, Telegraf's Prometheus sanitizer);
+//! - its tags become labels: names through Telegraf's label sanitizer, a tag
+//!   whose name sanitizes to nothing or whose value is empty is left out
+//!   (Prometheus treats an empty label as absent), and so is a tag called
+//!   `__name__` (that label is the series name). Two tag names that sanitize
+//!   to the same label name (`a.b` and `a-b` both give `a_b`) keep the first
+//!   in the metric's tag order (tags are sorted by their original key),
+//!   without counting anything: the data point is still written;
+//! - labels are sorted by name, byte-wise, with `__name__` in its sorted
+//!   place, as the spec requires;
+//! - floats, ints and uints as `f64` (integers past 2^53 round, as in every
+//!   float-only target), bools as 1 and 0; strings are skipped and counted.
+//!   NaN and ±Inf are written as they are, as Telegraf's
+//!   `prometheusremotewrite` serializer does (its `SampleValue` passes every
+//!   float64 through): Prometheus stores them as ordinary values. A NaN is
+//!   always written as the canonical quiet NaN (`f64::NAN`,
+//!   `0x7ff8000000000000`), never with other payload bits, so that a NaN
+//!   that came in (a Graphite pickle can carry any bits) cannot turn into
+//!   Prometheus's staleness marker (`0x7ff0000000000002`), which would end
+//!   the series. VictoriaMetrics drops NaN at ingestion (all but staleness
+//!   markers) and keeps ±Inf;
+//! - timestamps in milliseconds (nanoseconds floored).
+//!
+//! Prometheus (2.42) appends a request's samples in order and, within one
+//! request, silently drops every sample of a series older than one it
+//! appended before (`204`, nothing stored); across requests it refuses the
+//! whole request (`400 out of order sample`). So the samples of a series
+//! that appears more than once in a batch are grouped into one
+//! `TimeSeries`, sorted by timestamp (stable: equal timestamps keep their
+//! batch order). When no series repeats, which is the common case, the batch
+//! is written in its own order without sorting. A batch is split into
+//! requests of at most `max_samples` samples; a series split over two
+//! requests has its older samples in the first.
+//!
+//! Labels are deduplicated because Prometheus answers `500` (`label name
+//! "a" is not unique: invalid sample`) to two labels with one name, which a
+//! sender would retry for ever; VictoriaMetrics keeps the last of them.
+//!
+//! The protobuf is written by hand into a reused buffer (the benchmark
+//! `benches/prometheus.rs` compares it with `prost`); the tests decode it
+//! with `prost` and compare it byte for byte with `prost`'s own encoding.
+//! Unlike `prost` (and Go's generated code), a `-0.0` value is written
+//! explicitly so that its sign survives; proto3 omits only the default, `+0`.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use conflux_core::metric::MetricRef;
+use conflux_core::naming::{NameBuf, Naming, SingleValue, Skip, sanitize_prometheus_label};
+
+/// The label that holds the series name.
+pub const NAME_LABEL: &str = "__name__";
+
+/// What one [`Encoder::encode`] (or [`Encoder::load`]) call holds and left out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Encoded {
+    /// Metrics with at least one sample written.
+    pub metrics: usize,
+    /// Samples written.
+    pub points: usize,
+    /// `TimeSeries` written (a series split over two requests counts twice).
+    pub series: usize,
+    /// Requests made (0 when no sample could be written).
+    pub requests: usize,
+    /// Compressed bytes over all requests.
+    pub bytes: usize,
+    /// String values, which Prometheus cannot hold.
+    pub skipped_string: usize,
+    /// Bool values under `bools = "skip"`.
+    pub skipped_bool: usize,
+    /// Points whose series name came out empty.
+    pub skipped_invalid_name: usize,
+}
+
+/// Why a batch could not be encoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// Snappy's block format holds at most 4 GiB.
+    #[error("request of {0} bytes too large to compress")]
+    TooLarge(usize),
+}
+
+/// One request of an encoded batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The body: the Snappy-compressed `WriteRequest`.
+    pub body: &'a [u8],
+    /// Samples in it.
+    pub samples: usize,
+    /// Metrics whose first sample is in it (each metric counts in one request).
+    pub metrics: usize,
+}
+
+/// One series of a loaded batch, as it will be written.
+#[derive(Debug, Clone, Copy)]
+pub struct Series<'a> {
+    enc: &'a Encoder,
+    metric: &'a MetricRec,
+    name: Span,
+    points: &'a [u32],
+}
+
+impl<'a> Series<'a> {
+    /// Labels in their written (sorted) order, `__name__` included.
+    pub fn labels(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        let enc = self.enc;
+        let labels = &enc.labels[self.metric.labels.0 as usize..self.metric.labels.1 as usize];
+        let (before, after) = labels.split_at(self.metric.name_at as usize);
+        let name = enc.str(self.name);
+        before
+            .iter()
+            .map(move |l| (enc.str(l.name), enc.str(l.value)))
+            .chain(std::iter::once((NAME_LABEL, name)))
+            .chain(
+                after
+                    .iter()
+                    .map(move |l| (enc.str(l.name), enc.str(l.value))),
+            )
+    }
+
+    /// Samples as (value, timestamp in ms), in their written order.
+    pub fn samples(&self) -> impl Iterator<Item = (f64, i64)> + 'a {
+        let points = &self.enc.points;
+        self.points.iter().map(move |&i| {
+            let p = &points[i as usize];
+            (p.value, p.ts_ms)
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct LabelRec {
+    name: Span,
+    value: Span,
+    /// Position among the metric's tags: the first of two equal names wins.
+    ord: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct MetricRec {
+    /// Range in `Encoder::labels`, sorted by name.
+    labels: (u32, u32),
+    /// Where `__name__` goes among them.
+    name_at: u32,
+    /// Encoded bytes of the labels, without `__name__`.
+    labels_len: usize,
+    hash: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Point {
+    metric: u32,
+    name: Span,
+    value: f64,
+    ts_ms: i64,
+    hash: u64,
+    group: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Group {
+    /// A point of the group, whose series key is the group's.
+    rep: u32,
+    /// Next group with the same hash (`u32::MAX`: none).
+    next: u32,
+    count: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RequestRec {
+    body: (usize, usize),
+    samples: usize,
+    metrics: usize,
+}
+
+/// The map's keys are already well-mixed hashes.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Reusable encoder, one per endpoint: its tables and buffers keep their
+/// capacity between batches, so encoding allocates nothing per metric.
+pub struct Encoder {
+    naming: Naming,
+    name_buf: NameBuf,
+    /// Label names and values, series names of the loaded batch.
+    text: String,
+    labels: Vec<LabelRec>,
+    metrics: Vec<MetricRec>,
+    points: Vec<Point>,
+    groups: Vec<Group>,
+    index: HashMap<u64, u32, BuildHasherDefault<IdHasher>>,
+    /// Point indices in written order.
+    order: Vec<u32>,
+    starts: Vec<u32>,
+    /// Whether a metric was counted in a request already.
+    counted: Vec<bool>,
+    repeats: bool,
+    proto: Vec<u8>,
+    bodies: Vec<u8>,
+    requests: Vec<RequestRec>,
+    snappy: snap::raw::Encoder,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("naming", &self.naming)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Encoder {
+    /// An encoder naming series with `naming` (its string policy is ignored:
+    /// Prometheus holds no strings).
+    pub fn new(naming: Naming) -> Encoder {
+        Encoder {
+            naming,
+            name_buf: NameBuf::default(),
+            text: String::new(),
+            labels: Vec::new(),
+            metrics: Vec::new(),
+            points: Vec::new(),
+            groups: Vec::new(),
+            index: HashMap::default(),
+            order: Vec::new(),
+            starts: Vec::new(),
+            counted: Vec::new(),
+            repeats: false,
+            proto: Vec::new(),
+            bodies: Vec::new(),
+            requests: Vec::new(),
+            snappy: snap::raw::Encoder::new(),
+        }
+    }
+
+    /// Encode `metrics` into requests of at most `max_samples` samples each
+    /// (at least 1), read back with [`Encoder::requests`].
+    ///
+    /// # Errors
+    /// [`EncodeError::TooLarge`] when one request passes Snappy's 4 GiB.
+    pub fn encode(
+        &mut self,
+        metrics: &[MetricRef<'_>],
+        max_samples: usize,
+    ) -> Result<Encoded, EncodeError> {
+        let mut enc = self.load(metrics);
+        self.requests.clear();
+        self.bodies.clear();
+        self.counted.clear();
+        self.counted.resize(metrics.len(), false);
+        let max = max_samples.max(1);
+        let mut start = 0;
+        while start < self.order.len() {
+            let end = (start + max).min(self.order.len());
+            self.proto.clear();
+            let (series, metrics) = self.write_range(start, end);
+            enc.series += series;
+            let at = self.bodies.len();
+            let room = snap::raw::max_compress_len(self.proto.len());
+            if room == 0 {
+                return Err(EncodeError::TooLarge(self.proto.len()));
+            }
+            self.bodies.resize(at + room, 0);
+            let n = self
+                .snappy
+                .compress(&self.proto, &mut self.bodies[at..])
+                .map_err(|_| EncodeError::TooLarge(self.proto.len()))?;
+            self.bodies.truncate(at + n);
+            self.requests.push(RequestRec {
+                body: (at, at + n),
+                samples: end - start,
+                metrics,
+            });
+            start = end;
+        }
+        enc.requests = self.requests.len();
+        enc.bytes = self.bodies.len();
+        Ok(enc)
+    }
+
+    /// The requests of the last [`Encoder::encode`], in order.
+    pub fn requests(&self) -> impl ExactSizeIterator<Item = Request<'_>> + '_ {
+        self.requests.iter().map(|r| Request {
+            body: &self.bodies[r.body.0..r.body.1],
+            samples: r.samples,
+            metrics: r.metrics,
+        })
+    }
+
+    /// Read `metrics` into the encoder's tables: labels, series names,
+    /// samples, grouped and ordered as they will be written. [`Encoder::encode`]
+    /// calls it; [`Encoder::series`] and [`Encoder::write_protobuf`] read
+    /// what it loaded (benchmarks and tests).
+    pub fn load(&mut self, metrics: &[MetricRef<'_>]) -> Encoded {
+        self.text.clear();
+        self.labels.clear();
+        self.metrics.clear();
+        self.points.clear();
+        let mut enc = Encoded::default();
+        for (mi, m) in metrics.iter().enumerate() {
+            self.load_labels(m);
+            let mut wrote = false;
+            for (field, v) in m.fields() {
+                let value = match self.naming.value(v) {
+                    Ok(SingleValue::Float(f)) => f,
+                    Ok(SingleValue::Int(i)) => i as f64,
+                    Ok(SingleValue::UInt(u)) => u as f64,
+                    // `strings = "keep"` is refused by the config: there is no
+                    // sample for a string either way.
+                    Ok(SingleValue::Str(_)) | Err(Skip::String) => {
+                        enc.skipped_string += 1;
+                        continue;
+                    }
+                    Err(Skip::Bool) => {
+                        enc.skipped_bool += 1;
+                        continue;
+                    }
+                    // Written as they are (Telegraf's rule, see the module docs).
+                    Err(Skip::NonFinite) => match v.as_f64() {
+                        Some(f) if !f.is_nan() => f,
+                        _ => f64::NAN,
+                    },
+                };
+                let Some(series) = self.naming.series_name(m.name(), field, &mut self.name_buf)
+                else {
+                    enc.skipped_invalid_name += 1;
+                    continue;
+                };
+                let name = push(&mut self.text, series);
+                let hash = mix(hash_bytes(self.metrics[mi].hash, series.as_bytes()));
+                self.points.push(Point {
+                    metric: mi as u32,
+                    name,
+                    value,
+                    ts_ms: m.timestamp().div_euclid(1_000_000),
+                    hash,
+                    group: 0,
+                });
+                wrote = true;
+            }
+            if wrote {
+                enc.metrics += 1;
+            }
+        }
+        enc.points = self.points.len();
+        self.order_points();
+        enc
+    }
+
+    /// The metric's labels, sorted and unique, into `labels` and `metrics`.
+    fn load_labels(&mut self, m: &MetricRef<'_>) {
+        let start = self.labels.len();
+        for (ord, (k, v)) in m.tags().enumerate() {
+            if v.is_empty() {
+                continue;
+            }
+            let at = self.text.len();
+            sanitize_prometheus_label(k, &mut self.text);
+            let name = span(at, self.text.len());
+            if name.len == 0 || &self.text[at..] == NAME_LABEL {
+                self.text.truncate(at);
+                continue;
+            }
+            let value = push(&mut self.text, v);
+            self.labels.push(LabelRec {
+                name,
+                value,
+                ord: ord as u32,
+            });
+        }
+        // Tags come sorted by key with unique keys; only sanitizing can
+        // reorder or merge them.
+        let text = &self.text;
+        let name = |l: &LabelRec| {
+            &text.as_bytes()[l.name.start as usize..(l.name.start + l.name.len) as usize]
+        };
+        let ls = &mut self.labels[start..];
+        if !ls.windows(2).all(|w| name(&w[0]) < name(&w[1])) {
+            ls.sort_unstable_by(|a, b| name(a).cmp(name(b)).then(a.ord.cmp(&b.ord)));
+            // Keep the first of equal names (the lowest `ord`, sorted first).
+            let mut keep = 0;
+            for i in 0..ls.len() {
+                if keep == 0 || name(&ls[keep - 1]) != name(&ls[i]) {
+                    ls[keep] = ls[i];
+                    keep += 1;
+                }
+            }
+            self.labels.truncate(start + keep);
+        }
+        let ls = &self.labels[start..];
+        let name_at = ls.partition_point(|l| name(l) < NAME_LABEL.as_bytes());
+        let mut hash = SEED;
+        let mut labels_len = 0;
+        for l in ls {
+            let (n, v) = (self.str(l.name), self.str(l.value));
+            hash = hash_bytes(hash_bytes(hash, n.as_bytes()), v.as_bytes());
+            labels_len += label_len(n.len(), v.len());
+        }
+        self.metrics.push(MetricRec {
+            labels: (start as u32, self.labels.len() as u32),
+            name_at: name_at as u32,
+            labels_len,
+            hash,
+        });
+    }
+
+    /// Group the points by series; fill `order` with the written order.
+    fn order_points(&mut self) {
+        self.groups.clear();
+        self.index.clear();
+        for i in 0..self.points.len() {
+            let group = self.group_of(i);
+            self.points[i].group = group;
+            self.groups[group as usize].count += 1;
+        }
+        self.order.clear();
+        self.repeats = self.groups.len() < self.points.len();
+        if !self.repeats {
+            // Every series once: the batch order as it is.
+            self.order.extend(0..self.points.len() as u32);
+            return;
+        }
+        // Counting sort by group (groups in order of first appearance), then
+        // each repeated group by timestamp, equal ones in batch order.
+        self.starts.clear();
+        let mut at = 0u32;
+        for g in &self.groups {
+            self.starts.push(at);
+            at += g.count;
+        }
+        self.order.resize(self.points.len(), 0);
+        for (i, p) in self.points.iter().enumerate() {
+            let slot = &mut self.starts[p.group as usize];
+            self.order[*slot as usize] = i as u32;
+            *slot += 1;
+        }
+        let mut from = 0usize;
+        for g in &self.groups {
+            let to = from + g.count as usize;
+            if g.count > 1 {
+                let points = &self.points;
+                self.order[from..to].sort_unstable_by_key(|&i| (points[i as usize].ts_ms, i));
+            }
+            from = to;
+        }
+    }
+
+    /// The group of point `i`, made when its series is new.
+    fn group_of(&mut self, i: usize) -> u32 {
+        let hash = self.points[i].hash;
+        let fresh = self.groups.len() as u32;
+        let head = *self.index.entry(hash).or_insert(fresh);
+        if head != fresh {
+            let mut g = head;
+            loop {
+                if self.same_series(self.groups[g as usize].rep as usize, i) {
+                    return g;
+                }
+                let next = self.groups[g as usize].next;
+                if next == u32::MAX {
+                    // A hash collision: a new group chained after the last.
+                    self.groups[g as usize].next = fresh;
+                    break;
+                }
+                g = next;
+            }
+        }
+        self.groups.push(Group {
+            rep: i as u32,
+            next: u32::MAX,
+            count: 0,
+        });
+        fresh
+    }
+
+    fn same_series(&self, a: usize, b: usize) -> bool {
+        let (pa, pb) = (&self.points[a], &self.points[b]);
+        if pa.hash != pb.hash || self.str(pa.name) != self.str(pb.name) {
+            return false;
+        }
+        if pa.metric == pb.metric {
+            return true;
+        }
+        let (ma, mb) = (
+            &self.metrics[pa.metric as usize],
+            &self.metrics[pb.metric as usize],
+        );
+        let la = &self.labels[ma.labels.0 as usize..ma.labels.1 as usize];
+        let lb = &self.labels[mb.labels.0 as usize..mb.labels.1 as usize];
+        la.len() == lb.len()
+            && la.iter().zip(lb).all(|(x, y)| {
+                self.str(x.name) == self.str(y.name) && self.str(x.value) == self.str(y.value)
+            })
+    }
+
+    /// The loaded series in written order (one request's worth: no split).
+    pub fn series(&self) -> impl Iterator<Item = Series<'_>> + '_ {
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            if at >= self.order.len() {
+                return None;
+            }
+            let end = self.run_end(at, self.order.len());
+            let p = &self.points[self.order[at] as usize];
+            let s = Series {
+                enc: self,
+                metric: &self.metrics[p.metric as usize],
+                name: p.name,
+                points: &self.order[at..end],
+            };
+            at = end;
+            Some(s)
+        })
+    }
+
+    /// The whole loaded batch as one uncompressed `WriteRequest`, appended
+    /// to `out` (benchmarks and tests).
+    pub fn write_protobuf(&mut self, out: &mut Vec<u8>) {
+        self.proto.clear();
+        self.write_range(0, self.order.len());
+        out.extend_from_slice(&self.proto);
+    }
+
+    /// End of the run of points of one series starting at `order[at]`,
+    /// at most `limit`.
+    fn run_end(&self, at: usize, limit: usize) -> usize {
+        if !self.repeats {
+            return at + 1;
+        }
+        let group = self.points[self.order[at] as usize].group;
+        let mut end = at + 1;
+        while end < limit && self.points[self.order[end] as usize].group == group {
+            end += 1;
+        }
+        end
+    }
+
+    /// `order[start..end]` as `TimeSeries` messages into `proto`; returns
+    /// the series written and the metrics counted for the first time.
+    fn write_range(&mut self, start: usize, end: usize) -> (usize, usize) {
+        let mut series = 0;
+        let mut metrics = 0;
+        let mut at = start;
+        while at < end {
+            let run = self.run_end(at, end);
+            let first = self.points[self.order[at] as usize];
+            let m = self.metrics[first.metric as usize];
+            let name = str_of(&self.text, first.name);
+            let mut samples_len = 0;
+            for &i in &self.order[at..run] {
+                let p = &self.points[i as usize];
+                samples_len += field_len(sample_len(p.value, p.ts_ms));
+                if let Some(c) = self.counted.get_mut(p.metric as usize)
+                    && !*c
+                {
+                    *c = true;
+                    metrics += 1;
+                }
+            }
+            let ts_len = m.labels_len + label_len(NAME_LABEL.len(), name.len()) + samples_len;
+            let out = &mut self.proto;
+            out.push(TAG_TIMESERIES);
+            put_varint(out, ts_len as u64);
+            let labels = &self.labels[m.labels.0 as usize..m.labels.1 as usize];
+            let (before, after) = labels.split_at(m.name_at as usize);
+            for l in before {
+                put_label(out, str_of(&self.text, l.name), str_of(&self.text, l.value));
+            }
+            put_label(out, NAME_LABEL, name);
+            for l in after {
+                put_label(out, str_of(&self.text, l.name), str_of(&self.text, l.value));
+            }
+            for &i in &self.order[at..run] {
+                let p = &self.points[i as usize];
+                out.push(TAG_SAMPLE);
+                put_varint(out, sample_len(p.value, p.ts_ms) as u64);
+                if p.value.to_bits() != 0 {
+                    out.push(TAG_VALUE);
+                    out.extend_from_slice(&p.value.to_le_bytes());
+                }
+                if p.ts_ms != 0 {
+                    out.push(TAG_TIMESTAMP);
+                    put_varint(out, p.ts_ms as u64);
+                }
+            }
+            series += 1;
+            at = run;
+        }
+        (series, metrics)
+    }
+
+    fn str(&self, s: Span) -> &str {
+        str_of(&self.text, s)
+    }
+}
+
+fn str_of(text: &str, s: Span) -> &str {
+    // Spans are made by `push`/`span` on char boundaries of `text`.
+    text.get(s.start as usize..(s.start + s.len) as usize)
+        .unwrap_or_default()
+}
+
+fn span(start: usize, end: usize) -> Span {
+    // Past 4 GiB of text, spans wrap: the batch arena has the same cap.
+    Span {
+        start: start as u32,
+        len: (end - start) as u32,
+    }
+}
+
+fn push(text: &mut String, s: &str) -> Span {
+    let at = text.len();
+    text.push_str(s);
+    span(at, text.len())
+}
+
+// Field tags: (field number << 3) | wire type (2 = length-delimited,
+// 1 = 64-bit, 0 = varint).
+/// `WriteRequest.timeseries` (1, length-delimited).
+const TAG_TIMESERIES: u8 = 0x0a;
+/// `TimeSeries.labels` (1, length-delimited).
+const TAG_LABEL: u8 = 0x0a;
+/// `TimeSeries.samples` (2, length-delimited).
+const TAG_SAMPLE: u8 = 0x12;
+/// `Label.name` (1, length-delimited).
+const TAG_NAME: u8 = 0x0a;
+/// `Label.value` (2, length-delimited).
+const TAG_LABEL_VALUE: u8 = 0x12;
+/// `Sample.value` (1, 64-bit).
+const TAG_VALUE: u8 = 0x09;
+/// `Sample.timestamp` (2, varint).
+const TAG_TIMESTAMP: u8 = 0x10;
+
+fn varint_len(v: u64) -> usize {
+    // 7 bits per byte; 0 takes one byte.
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Bytes of a length-delimited field with `len` bytes of payload.
+fn field_len(len: usize) -> usize {
+    1 + varint_len(len as u64) + len
+}
+
+/// Bytes of a `Label` field inside a `TimeSeries` (names and values are never empty).
+fn label_len(name: usize, value: usize) -> usize {
+    field_len(field_len(name) + field_len(value))
+}
+
+/// Payload bytes of a `Sample`; proto3 leaves out `+0.0` and a zero timestamp.
+fn sample_len(value: f64, ts_ms: i64) -> usize {
+    let v = if value.to_bits() == 0 { 0 } else { 9 };
+    let t = if ts_ms == 0 {
+        0
+    } else {
+        1 + varint_len(ts_ms as u64)
+    };
+    v + t
+}
+
+fn put_label(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.push(TAG_LABEL);
+    put_varint(out, (field_len(name.len()) + field_len(value.len())) as u64);
+    out.push(TAG_NAME);
+    put_varint(out, name.len() as u64);
+    out.extend_from_slice(name.as_bytes());
+    out.push(TAG_LABEL_VALUE);
+    put_varint(out, value.len() as u64);
+    out.extend_from_slice(value.as_bytes());
+}
+
+const SEED: u64 = 0x243f_6a88_85a3_08d3;
+const K: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// A fast word-at-a-time hash (FxHash's step); equal hashes are always
+/// checked byte for byte, so its quality only matters for speed.
+fn hash_bytes(mut h: u64, bytes: &[u8]) -> u64 {
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    }
+    let rest = chunks.remainder();
+    let mut w = [0u8; 8];
+    w[..rest.len()].copy_from_slice(rest);
+    // The length ends each string, so `ab`+`c` and `a`+`bc` differ.
+    h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    (h.rotate_left(5) ^ bytes.len() as u64).wrapping_mul(K)
+}
+
+/// splitmix64's finalizer: the map uses the hash's bits directly.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use conflux_core::naming::{BoolPolicy, NamingOptions, Target};
+    use conflux_core::{Batch, Metric, Value};
+    use proptest::prelude::*;
+    use prost::Message as _;
+
+    use super::*;
+
+    // The remote write 1.0 messages, decoded by prost: an independent decoder.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct WriteRequest {
+        #[prost(message, repeated, tag = "1")]
+        timeseries: Vec<TimeSeries>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct TimeSeries {
+        #[prost(message, repeated, tag = "1")]
+        labels: Vec<Label>,
+        #[prost(message, repeated, tag = "2")]
+        samples: Vec<Sample>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Label {
+        #[prost(string, tag = "1")]
+        name: String,
+        #[prost(string, tag = "2")]
+        value: String,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Sample {
+        #[prost(double, tag = "1")]
+        value: f64,
+        #[prost(int64, tag = "2")]
+        timestamp: i64,
+    }
+
+    /// A series as decoded: labels in their order, samples as (value bits, ms).
+    type Decoded = (Vec<(String, String)>, Vec<(u64, i64)>);
+
+    fn prom() -> Encoder {
+        Encoder::new(Naming::for_target(Target::Prometheus))
+    }
+
+    /// Encode, then decompress and decode every request with independent
+    /// code; each request must also be byte for byte what prost writes for
+    /// the decoded message (unless it holds a `-0.0`, which prost drops).
+    fn run(enc: &mut Encoder, batch: &Batch, max: usize) -> (Encoded, Vec<Vec<Decoded>>) {
+        let metrics: Vec<MetricRef<'_>> = batch.iter().collect();
+        let e = enc.encode(&metrics, max).unwrap();
+        let mut requests = Vec::new();
+        for r in enc.requests() {
+            let raw = snap::raw::Decoder::new().decompress_vec(r.body).unwrap();
+            let wr = WriteRequest::decode(&raw[..]).unwrap();
+            let neg_zero = wr
+                .timeseries
+                .iter()
+                .flat_map(|t| &t.samples)
+                .any(|s| s.value.to_bits() == (-0.0f64).to_bits());
+            if !neg_zero {
+                assert_eq!(wr.encode_to_vec(), raw, "same bytes as prost");
+            }
+            let samples: usize = wr.timeseries.iter().map(|t| t.samples.len()).sum();
+            assert_eq!(samples, r.samples);
+            requests.push(
+                wr.timeseries
+                    .into_iter()
+                    .map(|t| {
+                        (
+                            t.labels.into_iter().map(|l| (l.name, l.value)).collect(),
+                            t.samples
+                                .into_iter()
+                                .map(|s| (s.value.to_bits(), s.timestamp))
+                                .collect(),
+                        )
+                    })
+                    .collect(),
+            );
+        }
+        assert_eq!(requests.len(), e.requests);
+        assert_eq!(e.bytes, enc.requests().map(|r| r.body.len()).sum::<usize>());
+        assert_eq!(e.metrics, enc.requests().map(|r| r.metrics).sum::<usize>());
+        (e, requests)
+    }
+
+    fn one(batch: &Batch) -> (Encoded, Vec<Decoded>) {
+        let (e, mut reqs) = run(&mut prom(), batch, usize::MAX);
+        assert!(reqs.len() <= 1);
+        (e, reqs.pop().unwrap_or_default())
+    }
+
+    fn series(labels: &[(&str, &str)], samples: &[(f64, i64)]) -> Decoded {
+        (
+            labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            samples.iter().map(|(v, t)| (v.to_bits(), *t)).collect(),
+        )
+    }
+
+    const T: i64 = 1_700_000_000_123_456_789;
+    const MS: i64 = 1_700_000_000_123;
+
+    #[test]
+    fn every_value_type_with_names_labels_and_ms() {
+        let batch: Batch = [Metric::new("cpu")
+            .tag("host", "web-1")
+            .tag("data.center", "eu west")
+            .tag("empty", "")
+            .field("usage", 1.5)
+            .field("count", -3i64)
+            .field("big", (1u64 << 53) + 1)
+            .field("up", true)
+            .field("down", false)
+            .field("note", "text")
+            .field("value", 7.25)
+            .at(T)]
+        .into_iter()
+        .collect();
+        let (e, got) = one(&batch);
+        let l = |name: &'static str| {
+            [
+                ("__name__", name),
+                ("data_center", "eu west"),
+                ("host", "web-1"),
+            ]
+        };
+        assert_eq!(
+            got,
+            vec![
+                series(&l("cpu_usage"), &[(1.5, MS)]),
+                series(&l("cpu_count"), &[(-3.0, MS)]),
+                series(&l("cpu_big"), &[(9_007_199_254_740_992.0, MS)]),
+                series(&l("cpu_up"), &[(1.0, MS)]),
+                series(&l("cpu_down"), &[(0.0, MS)]),
+                series(&l("cpu"), &[(7.25, MS)]),
+            ]
+        );
+        assert_eq!(
+            e,
+            Encoded {
+                metrics: 1,
+                points: 6,
+                series: 6,
+                requests: 1,
+                bytes: e.bytes,
+                skipped_string: 1,
+                ..Encoded::default()
+            }
+        );
+    }
+
+    #[test]
+    fn labels_sort_bytewise_with_name_in_place() {
+        let batch: Batch = [Metric::new("m")
+            .tag("a", "1")
+            .tag("_a", "2")
+            .tag("__a", "3")
+            .tag("Zone", "4")
+            .tag("__z", "5")
+            .field("value", 1.0)
+            .at(T)]
+        .into_iter()
+        .collect();
+        let (_, got) = one(&batch);
+        let names: Vec<&str> = got[0].0.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["Zone", "__a", "__name__", "__z", "_a", "a"]);
+    }
+
+    #[test]
+    fn sanitized_label_names_are_sorted_again_and_the_first_wins() {
+        // Tag order (by original key): "-x" < "9x" < "a.z" < "a_b" < "a_z" < "x".
+        let batch: Batch = [Metric::new("m")
+            .tag("a_z", "third")
+            .tag("a.z", "first")
+            .tag("a_b", "b")
+            .tag("x", "plain")
+            .tag("9x", "digit")
+            .tag("-x", "dash")
+            .field("value", 1.0)
+            .at(T)]
+        .into_iter()
+        .collect();
+        let (e, got) = one(&batch);
+        assert_eq!(
+            got,
+            vec![series(
+                &[
+                    ("__name__", "m"),
+                    ("a_b", "b"),
+                    ("a_z", "first"),
+                    ("x", "dash")
+                ],
+                &[(1.0, MS)]
+            )]
+        );
+        assert_eq!(e.points, 1, "merged labels count nothing");
+    }
+
+    #[test]
+    fn empty_values_unnamable_tags_and_name_tags_are_left_out() {
+        let batch: Batch = [Metric::new("m")
+            .tag("__name__", "evil")
+            .tag("empty", "")
+            .tag("é", "no name left")
+            .tag("ok", "v")
+            .field("f", 2.0)
+            .at(T)]
+        .into_iter()
+        .collect();
+        let (_, got) = one(&batch);
+        assert_eq!(
+            got,
+            vec![series(&[("__name__", "m_f"), ("ok", "v")], &[(2.0, MS)])]
+        );
+    }
+
+    #[test]
+    fn repeated_series_are_grouped_and_sorted_by_time() {
+        let m = |host: &str, v: f64, ms: i64| {
+            Metric::new("cpu")
+                .tag("host", host)
+                .field("v", v)
+                .at(ms * 1_000_000)
+        };
+        let batch: Batch = [
+            m("a", 1.0, 3000),
+            m("b", 2.0, 1000),
+            m("a", 3.0, 1000),
+            m("a", 4.0, 2000),
+            m("a", 5.0, 1000),
+        ]
+        .into_iter()
+        .collect();
+        let (e, got) = one(&batch);
+        assert_eq!(
+            got,
+            vec![
+                series(
+                    &[("__name__", "cpu_v"), ("host", "a")],
+                    &[(3.0, 1000), (5.0, 1000), (4.0, 2000), (1.0, 3000)]
+                ),
+                series(&[("__name__", "cpu_v"), ("host", "b")], &[(2.0, 1000)]),
+            ]
+        );
+        assert_eq!((e.metrics, e.points, e.series), (5, 5, 2));
+    }
+
+    #[test]
+    fn fields_that_name_the_same_series_are_one_series() {
+        // `a.b` and `a-b` both give `m_a_b`; tags `h.x` and `h_x` one label.
+        let batch: Batch = [
+            Metric::new("m")
+                .tag("h.x", "1")
+                .field("a.b", 1.0)
+                .field("a-b", 2.0)
+                .at(2_000_000),
+            Metric::new("m")
+                .tag("h_x", "1")
+                .field("a_b", 3.0)
+                .at(1_000_000),
+        ]
+        .into_iter()
+        .collect();
+        let (_, got) = one(&batch);
+        assert_eq!(
+            got,
+            vec![series(
+                &[("__name__", "m_a_b"), ("h_x", "1")],
+                &[(3.0, 1), (1.0, 2), (2.0, 2)]
+            )]
+        );
+    }
+
+    #[test]
+    fn distinct_series_keep_the_batch_order() {
+        let batch: Batch = [
+            Metric::new("z").field("value", 1.0).at(5_000_000),
+            Metric::new("a").field("value", 2.0).at(1_000_000),
+            Metric::new("z")
+                .tag("k", "v")
+                .field("value", 3.0)
+                .at(3_000_000),
+        ]
+        .into_iter()
+        .collect();
+        let (_, got) = one(&batch);
+        assert_eq!(
+            got,
+            vec![
+                series(&[("__name__", "z")], &[(1.0, 5)]),
+                series(&[("__name__", "a")], &[(2.0, 1)]),
+                series(&[("__name__", "z"), ("k", "v")], &[(3.0, 3)]),
+            ]
+        );
+    }
+
+    #[test]
+    fn splits_into_requests_with_older_samples_first() {
+        let mut metrics = Vec::new();
+        for i in (0..5).rev() {
+            metrics.push(
+                Metric::new("r")
+                    .field("value", f64::from(i))
+                    .at(i64::from(i) * 1_000_000),
+            );
+        }
+        metrics.push(Metric::new("s").field("a", 1.0).field("b", 2.0).at(0));
+        let batch: Batch = metrics.into_iter().collect();
+        let mut enc = prom();
+        let (e, reqs) = run(&mut enc, &batch, 2);
+        assert_eq!((e.requests, e.points, e.metrics, e.series), (4, 7, 6, 5));
+        let r = |v: f64| series(&[("__name__", "r")], &[(v, v as i64)]);
+        let two = |a: f64| {
+            let (l, mut s) = r(a);
+            s.extend(r(a + 1.0).1);
+            (l, s)
+        };
+        assert_eq!(reqs[0], vec![two(0.0)]);
+        assert_eq!(reqs[1], vec![two(2.0)]);
+        assert_eq!(
+            reqs[2],
+            vec![r(4.0), series(&[("__name__", "s_a")], &[(1.0, 0)])]
+        );
+        assert_eq!(reqs[3], vec![series(&[("__name__", "s_b")], &[(2.0, 0)])]);
+        let per_request: Vec<(usize, usize)> =
+            enc.requests().map(|r| (r.samples, r.metrics)).collect();
+        // Each metric counts once, in the request of its first sample.
+        assert_eq!(per_request, [(2, 2), (2, 2), (2, 2), (1, 0)]);
+    }
+
+    #[test]
+    fn nan_and_infinities_are_written_and_nan_is_never_a_staleness_marker() {
+        let stale = f64::from_bits(0x7ff0_0000_0000_0002);
+        let mut batch = Batch::new();
+        let mut b = batch.metric("x");
+        b.field("nan", Value::Float(f64::NAN))
+            .field("stale", Value::Float(stale))
+            .field("inf", Value::Float(f64::INFINITY))
+            .field("ninf", Value::Float(f64::NEG_INFINITY));
+        b.finish(T).unwrap();
+        let (e, got) = one(&batch);
+        let values: Vec<u64> = got.iter().map(|s| s.1[0].0).collect();
+        assert_eq!(
+            values,
+            [f64::NAN, f64::NAN, f64::INFINITY, f64::NEG_INFINITY].map(f64::to_bits)
+        );
+        assert_eq!(e.points, 4);
+    }
+
+    #[test]
+    fn negative_zero_keeps_its_sign_and_zero_is_omitted_as_proto3_does() {
+        let batch: Batch = [Metric::new("z").field("neg", -0.0).field("pos", 0.0).at(0)]
+            .into_iter()
+            .collect();
+        let mut enc = prom();
+        let metrics: Vec<MetricRef<'_>> = batch.iter().collect();
+        enc.encode(&metrics, 10).unwrap();
+        let body = enc.requests().next().unwrap().body;
+        let raw = snap::raw::Decoder::new().decompress_vec(body).unwrap();
+        let wr = WriteRequest::decode(&raw[..]).unwrap();
+        let bits: Vec<u64> = wr
+            .timeseries
+            .iter()
+            .map(|t| t.samples[0].value.to_bits())
+            .collect();
+        assert_eq!(bits, [(-0.0f64).to_bits(), 0]);
+        // The `+0` sample is empty (both fields default); `-0` has its value.
+        let empty_sample = [TAG_SAMPLE, 0];
+        assert!(raw.windows(2).any(|w| w == empty_sample));
+        assert_eq!(raw.len(), wr.encode_to_vec().len() + 9, "prost drops -0.0");
+    }
+
+    #[test]
+    fn timestamps_are_floored_to_milliseconds() {
+        let batch: Batch = [
+            Metric::new("t").tag("k", "1").field("value", 1.0).at(-1),
+            Metric::new("t")
+                .tag("k", "2")
+                .field("value", 1.0)
+                .at(999_999),
+            Metric::new("t")
+                .tag("k", "3")
+                .field("value", 1.0)
+                .at(i64::MIN),
+        ]
+        .into_iter()
+        .collect();
+        let (_, got) = one(&batch);
+        let ts: Vec<i64> = got.iter().map(|s| s.1[0].1).collect();
+        assert_eq!(ts, [-1, 0, i64::MIN.div_euclid(1_000_000)]);
+    }
+
+    #[test]
+    fn policy_skips_are_counted() {
+        let batch: Batch = [
+            Metric::new("...").field("value", 1.0).at(T),
+            Metric::new("b").field("on", true).field("s", "str").at(T),
+        ]
+        .into_iter()
+        .collect();
+        let opts = NamingOptions {
+            bools: Some(BoolPolicy::Skip),
+            ..NamingOptions::default()
+        };
+        let mut enc = Encoder::new(Naming::with_options(Target::Prometheus, &opts));
+        let (e, reqs) = run(&mut enc, &batch, 100);
+        assert!(reqs.is_empty());
+        assert_eq!(
+            (
+                e.metrics,
+                e.points,
+                e.requests,
+                e.skipped_invalid_name,
+                e.skipped_bool,
+                e.skipped_string
+            ),
+            (0, 0, 0, 1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn buffers_are_reused_without_leftovers() {
+        let mut enc = prom();
+        let big: Batch = (0..500)
+            .map(|i| {
+                Metric::new("big")
+                    .tag("i", i.to_string())
+                    .field("value", 1.0)
+                    .at(T)
+            })
+            .collect();
+        let (e, _) = run(&mut enc, &big, 100);
+        assert_eq!(e.requests, 5);
+        let small: Batch = [Metric::new("small").tag("k", "v").field("value", 2.0).at(T)]
+            .into_iter()
+            .collect();
+        let (e, reqs) = run(&mut enc, &small, 100);
+        assert_eq!(e.requests, 1);
+        assert_eq!(
+            reqs[0],
+            vec![series(&[("__name__", "small"), ("k", "v")], &[(2.0, MS)])]
+        );
+    }
+
+    /// One sample with its series' labels: (labels, value bits, ms).
+    type Flat = (Vec<(String, String)>, u64, i64);
+
+    /// The model: what remote write must carry for `batch`, as a sorted list
+    /// of samples, built without the encoder's tables.
+    fn model(batch: &Batch) -> Vec<Flat> {
+        let naming = Naming::for_target(Target::Prometheus);
+        let mut out = Vec::new();
+        for m in batch.iter() {
+            let mut labels = std::collections::BTreeMap::new();
+            for (k, v) in m.tags() {
+                let mut name = String::new();
+                sanitize_prometheus_label(k, &mut name);
+                if !v.is_empty() && !name.is_empty() && name != NAME_LABEL {
+                    labels.entry(name).or_insert_with(|| v.to_owned());
+                }
+            }
+            for (f, v) in m.fields() {
+                let value = match v {
+                    Value::Str(_) => continue,
+                    Value::Float(x) if x.is_nan() => f64::NAN,
+                    v => v.as_f64().unwrap_or_default(),
+                };
+                let mut buf = NameBuf::default();
+                let Some(name) = naming.series_name(m.name(), f, &mut buf) else {
+                    continue;
+                };
+                let mut l = labels.clone();
+                l.insert(NAME_LABEL.to_owned(), name.to_owned());
+                out.push((
+                    l.into_iter().collect(),
+                    value.to_bits(),
+                    m.timestamp().div_euclid(1_000_000),
+                ));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn arb_metric() -> impl Strategy<Value = Metric> {
+        let names = prop::sample::select(vec!["cpu", "mem", "9p", "a.b", "a_b", "..."]);
+        let keys = prop::sample::select(vec![
+            "host", "h.x", "h_x", "Zone", "__name__", "_a", "é", "dc",
+        ]);
+        let vals = prop::sample::select(vec!["", "a", "b"]);
+        let fields = prop::sample::select(vec!["value", "v", "v.x", "v_x", "idle"]);
+        let value = prop_oneof![
+            any::<f64>().prop_map(conflux_core::FieldValue::Float),
+            any::<i64>().prop_map(conflux_core::FieldValue::Int),
+            any::<u64>().prop_map(conflux_core::FieldValue::UInt),
+            any::<bool>().prop_map(conflux_core::FieldValue::Bool),
+            Just(conflux_core::FieldValue::Str("s".into())),
+        ];
+        (
+            names,
+            prop::collection::btree_map(keys, vals, 0..5),
+            prop::collection::btree_map(fields, value, 1..4),
+            0i64..4,
+        )
+            .prop_map(|(name, tags, fields, t)| Metric {
+                name: name.to_owned(),
+                tags: tags
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+                fields: fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+                timestamp: T + t * 1_000_000,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn carries_exactly_the_model_with_sorted_labels_and_samples(
+            metrics in prop::collection::vec(arb_metric(), 0..40),
+            max in 1usize..20,
+        ) {
+            let batch: Batch = metrics.into_iter().collect();
+            let mut enc = prom();
+            let (e, reqs) = run(&mut enc, &batch, max);
+            let mut got = Vec::new();
+            let mut seen_series: Vec<(Vec<(String, String)>, i64)> = Vec::new();
+            for req in &reqs {
+                for (labels, samples) in req {
+                    prop_assert!(labels.windows(2).all(|w| w[0].0 < w[1].0), "{labels:?}");
+                    prop_assert!(samples.windows(2).all(|w| w[0].1 <= w[1].1), "{samples:?}");
+                    // Across requests, a series never goes back in time either.
+                    if let Some(last) = seen_series.iter().rev().find(|(l, _)| l == labels) {
+                        prop_assert!(last.1 <= samples[0].1);
+                    }
+                    seen_series.push((labels.clone(), samples[samples.len() - 1].1));
+                    for &(v, t) in samples {
+                        got.push((labels.clone(), v, t));
+                    }
+                }
+                prop_assert!(req.iter().map(|s| s.1.len()).sum::<usize>() <= max);
+            }
+            got.sort();
+            let want = model(&batch);
+            prop_assert_eq!(e.points, want.len());
+            prop_assert_eq!(got, want);
+        }
+    }
+}
