@@ -301,7 +301,7 @@ address = "127.0.0.1:0"
 max_body_bytes = 0
 [sinks.k]
 type = "kairosdb"
-url = "https://kairos.example:8080/api/v1/datapoints"
+url = "ftp://kairos.example:8080/api/v1/datapoints"
 username = "u"
 untagged_tag = "nope"
 [sinks.k2]
@@ -315,7 +315,7 @@ gzipp = true
     assert_eq!(code, 1, "{err}");
     for want in [
         "listeners.kairos: `max_body_bytes` must be at least 1",
-        "sinks.k: `url` = \"https://kairos.example:8080/api/v1/datapoints\": https is not supported yet; use http://",
+        "sinks.k: `url` = \"ftp://kairos.example:8080/api/v1/datapoints\" must start with http:// or https://",
         "sinks.k: `username` and `password` go together",
         "sinks.k: `untagged_tag` = \"nope\" must be `name=value` or empty",
         "sinks.k2: unknown field `gzipp`",

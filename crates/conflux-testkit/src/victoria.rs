@@ -113,7 +113,8 @@ impl Victoria {
     /// `{__name__=~"cpu.*",host="a"}` or a bare metric name), from
     /// `/api/v1/export` over all time up to a week ahead: one object per
     /// series, `{"metric":{"__name__":…,labels…},"values":[…],"timestamps":[…]}`
-    /// with timestamps in milliseconds. Call [`Victoria::flush`] first (or use
+    /// with timestamps in milliseconds; the values VictoriaMetrics writes as
+    /// bare `+Inf`, `-Inf` and `NaN` (not JSON) come as those strings. Call [`Victoria::flush`] first (or use
     /// [`Victoria::wait_export`]).
     ///
     /// # Panics
@@ -129,7 +130,8 @@ impl Victoria {
         body.lines()
             .filter(|line| !line.trim().is_empty())
             .map(|line| {
-                serde_json::from_str(line).unwrap_or_else(|e| panic!("export line {line:?}: {e}"))
+                serde_json::from_str(&quote_non_finite(line))
+                    .unwrap_or_else(|e| panic!("export line {line:?}: {e}"))
             })
             .collect()
     }
@@ -170,5 +172,32 @@ impl Victoria {
             .find(|(name, _)| *name == series)
             .and_then(|(_, value)| value.parse().ok())
             .unwrap_or(0.0)
+    }
+}
+
+/// VictoriaMetrics exports infinities and NaN as bare words; quote those that
+/// stand as array elements so the line parses as JSON.
+fn quote_non_finite(line: &str) -> String {
+    let mut out = line.to_owned();
+    for word in ["+Inf", "-Inf", "NaN"] {
+        for (open, close) in [('[', ','), ('[', ']'), (',', ','), (',', ']')] {
+            let from = format!("{open}{word}{close}");
+            let to = format!("{open}\"{word}\"{close}");
+            // Twice: `[+Inf,+Inf]` shares the comma between two matches.
+            out = out.replace(&from, &to).replace(&from, &to);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn non_finite_values_are_quoted() {
+        let line =
+            r#"{"metric":{"__name__":"a+Inf"},"values":[+Inf,-Inf,NaN,1],"timestamps":[1,2,3,4]}"#;
+        let v: serde_json::Value = serde_json::from_str(&super::quote_non_finite(line)).unwrap();
+        assert_eq!(v["values"], serde_json::json!(["+Inf", "-Inf", "NaN", 1]));
+        assert_eq!(v["metric"]["__name__"], "a+Inf");
     }
 }
