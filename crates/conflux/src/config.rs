@@ -209,7 +209,7 @@ struct SinkQueueConfig {
 const QUEUE_KEYS: &[&str] = &["when_full", "queue_max_metrics"];
 
 fn default_queue_max_metrics() -> usize {
-    100_000
+    10_000
 }
 
 /// One `[sinks.NAME]`.
