@@ -160,6 +160,18 @@ impl NetConfig {
         p
     }
 
+    /// [`NetConfig::problems`] plus every URL that is not `http(s)://`:
+    /// the check of every HTTP-only sink.
+    pub fn http_problems(&self) -> Vec<String> {
+        let mut p = self.problems();
+        for url in self.all_urls() {
+            if let Err(e) = crate::http_client::parse_url(url) {
+                p.push(e);
+            }
+        }
+        p
+    }
+
     /// The TLS part of the client settings.
     pub fn tls(&self) -> TlsConfig {
         TlsConfig {

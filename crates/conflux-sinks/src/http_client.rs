@@ -335,6 +335,17 @@ pub fn parse_url(url: &str) -> Result<Uri, String> {
     Ok(uri)
 }
 
+/// What is wrong with an optional `username`/`password` pair, if anything.
+pub fn credentials_problem(username: &Option<String>, password: &Option<String>) -> Option<String> {
+    match (username, password) {
+        (Some(u), Some(_)) if u.is_empty() => Some("`username` must not be empty".to_owned()),
+        (Some(_), None) | (None, Some(_)) => {
+            Some("`username` and `password` go together".to_owned())
+        }
+        _ => None,
+    }
+}
+
 /// `Authorization: Basic …` for a user and password.
 pub fn basic_auth(user: &str, password: &str) -> HeaderValue {
     let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));

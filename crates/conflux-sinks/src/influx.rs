@@ -134,13 +134,10 @@ impl Config {
     /// Every problem with the settings (the URLs are [`check`]'s).
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
-        match (&self.username, &self.password) {
-            (Some(u), Some(_)) if u.is_empty() => p.push("`username` must not be empty".to_owned()),
-            (Some(_), None) | (None, Some(_)) => {
-                p.push("`username` and `password` go together".to_owned());
-            }
-            _ => {}
-        }
+        p.extend(http_client::credentials_problem(
+            &self.username,
+            &self.password,
+        ));
         if let Some(t) = &self.token {
             if t.is_empty() {
                 p.push("`token` must not be empty".to_owned());

@@ -117,13 +117,10 @@ impl Config {
     /// Every problem with the settings.
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
-        match (&self.username, &self.password) {
-            (Some(u), Some(_)) if u.is_empty() => p.push("`username` must not be empty".to_owned()),
-            (Some(_), None) | (None, Some(_)) => {
-                p.push("`username` and `password` go together".to_owned());
-            }
-            _ => {}
-        }
+        p.extend(http_client::credentials_problem(
+            &self.username,
+            &self.password,
+        ));
         if self.http_batch_size == Some(0) {
             p.push("`http_batch_size` must be at least 1".to_owned());
         }

@@ -96,13 +96,10 @@ impl Config {
     /// Every problem with the settings.
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
-        match (&self.username, &self.password) {
-            (Some(u), Some(_)) if u.is_empty() => p.push("`username` must not be empty".to_owned()),
-            (Some(_), None) | (None, Some(_)) => {
-                p.push("`username` and `password` go together".to_owned());
-            }
-            _ => {}
-        }
+        p.extend(http_client::credentials_problem(
+            &self.username,
+            &self.password,
+        ));
         if let Some(t) = &self.bearer_token {
             if t.is_empty() {
                 p.push("`bearer_token` must not be empty".to_owned());
@@ -186,13 +183,8 @@ pub type PrometheusSink = Endpoints<PrometheusEndpoint>;
 
 /// Every problem with the shared and own settings, URLs included.
 pub fn check(net: &NetConfig, cfg: &Config) -> Vec<String> {
-    let mut problems = net.problems();
+    let mut problems = net.http_problems();
     problems.extend(cfg.problems());
-    for url in net.all_urls() {
-        if let Err(e) = http_client::parse_url(url) {
-            problems.push(e);
-        }
-    }
     problems
 }
 
