@@ -54,6 +54,7 @@ fn fanout(c: &mut Criterion) {
                         max_metrics: 1_000_000,
                         when_full: WhenFull::Block,
                     },
+                    spool: None,
                 })
                 .collect();
             let (pipeline, mut receivers) = Pipeline::new(specs);

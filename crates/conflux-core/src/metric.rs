@@ -9,6 +9,8 @@
 use std::cmp::Ordering;
 use std::fmt;
 
+pub mod wire;
+
 /// A field value, borrowed from a [`Batch`] (or from the caller when building).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Value<'a> {

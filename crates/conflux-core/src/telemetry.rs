@@ -42,6 +42,18 @@ pub const SINK_QUEUE_METRICS: &str = "conflux_sink_queue_metrics";
 /// Gauge: a sink's queue capacity in metrics, by `sink`.
 pub const SINK_QUEUE_CAPACITY_METRICS: &str = "conflux_sink_queue_capacity_metrics";
 
+/// Gauge: bytes of a sink's spool segments on disk, by `sink`.
+pub const SINK_SPOOL_BYTES: &str = "conflux_sink_spool_bytes";
+/// Gauge: records in a sink's spool not yet delivered, by `sink`.
+pub const SINK_SPOOL_RECORDS: &str = "conflux_sink_spool_records";
+/// Gauge: age in seconds of the oldest undelivered spool record (0 when empty), by `sink`.
+pub const SINK_SPOOL_OLDEST_AGE: &str = "conflux_sink_spool_oldest_record_age_seconds";
+/// Counter: spool records deleted unsent under `spool_when_full = "drop_oldest"`, by `sink`.
+/// A record is one accepted request or TCP read (its metrics are not counted one by one).
+pub const SINK_SPOOL_DROPPED_RECORDS: &str = "conflux_sink_spool_dropped_records_total";
+/// Counter: spool records found corrupt (torn tails, bad checksums) and skipped, by `sink`.
+pub const SINK_SPOOL_CORRUPT_RECORDS: &str = "conflux_sink_spool_corrupt_records_total";
+
 /// Gauge: 1 once every component runs, 0 before and during shutdown.
 pub const READY: &str = "conflux_ready";
 /// Gauge: build information (always 1), by `version`.

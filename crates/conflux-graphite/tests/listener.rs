@@ -120,6 +120,7 @@ async fn run(mut cfg: Config, queue: usize, when_full: WhenFull) -> Running {
             max_metrics: queue,
             when_full,
         },
+        spool: None,
     }]);
     let shutdown = CancellationToken::new();
     let ctx = ListenerContext {

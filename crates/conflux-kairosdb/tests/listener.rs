@@ -45,6 +45,7 @@ async fn start(extra: &str, queue: usize) -> Harness {
             max_metrics: queue,
             when_full: WhenFull::Block,
         },
+        spool: None,
     }]);
     let shutdown = CancellationToken::new();
     let ctx = ListenerContext {

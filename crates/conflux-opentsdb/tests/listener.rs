@@ -65,6 +65,7 @@ async fn run(cfg: Config, queue: usize) -> Running {
             max_metrics: queue,
             when_full: WhenFull::Block,
         },
+        spool: None,
     }]);
     let shutdown = CancellationToken::new();
     let ctx = ListenerContext {

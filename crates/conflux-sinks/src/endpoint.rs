@@ -506,6 +506,7 @@ mod tests {
                 max_metrics: 100_000,
                 when_full: WhenFull::Block,
             },
+            spool: None,
         }]);
         let b: Batch = hosts
             .into_iter()

@@ -199,7 +199,8 @@ pub struct Stop {
     /// queued, close the sink, return.
     pub drain: CancellationToken,
     /// Cancelled when the shutdown deadline passed: stop retrying; what is
-    /// still unsent is dropped and counted as `shutdown`.
+    /// still unsent is saved in the sink's spool if it has one, else dropped
+    /// and counted as `shutdown`.
     pub abort: CancellationToken,
 }
 
@@ -336,6 +337,9 @@ impl<S: Sink> Runner<S> {
         let mut pending_metrics = 0usize;
         let mut oldest: Option<Instant> = None;
         let mut draining = false;
+        let spooling = self.rx.has_spool();
+        let mut gauges = tokio::time::interval(Duration::from_secs(1));
+        gauges.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let due = oldest.map(|t| t + max_age);
             tokio::select! {
@@ -345,6 +349,7 @@ impl<S: Sink> Runner<S> {
                     draining = true;
                     self.rx.close();
                 }
+                _ = gauges.tick(), if spooling => self.rx.refresh_gauges(),
                 view = self.rx.recv() => match view {
                     Some(v) => {
                         pending_metrics += v.len();
@@ -376,10 +381,35 @@ impl<S: Sink> Runner<S> {
         if pending.is_empty() {
             return;
         }
+        if pending.iter().all(BatchView::is_empty) {
+            // Only spool records that did not decode: nothing to send.
+            self.rx.delivered(pending);
+            pending.clear();
+            return;
+        }
+        if stop.abort.is_cancelled() && self.rx.has_spool() {
+            self.drop_for_shutdown(pending);
+            pending.clear();
+            return;
+        }
         self.sink.new_batch();
         loop {
             let started = Instant::now();
-            match self.sink.send(pending).await {
+            // Past the deadline a send stuck on a stalled target must not
+            // keep what only memory holds from reaching the spool.
+            let outcome = if stop.abort.is_cancelled() {
+                Some(self.sink.send(pending).await)
+            } else {
+                tokio::select! {
+                    r = self.sink.send(pending) => Some(r),
+                    () = stop.abort.cancelled() => None,
+                }
+            };
+            let Some(outcome) = outcome else {
+                self.drop_for_shutdown(pending);
+                break;
+            };
+            match outcome {
                 Ok(sent) => {
                     self.telemetry
                         .duration_ok
@@ -397,6 +427,7 @@ impl<S: Sink> Runner<S> {
                         self.failing = false;
                         tracing::info!(sink = self.rx.name(), "sink recovered");
                     }
+                    self.rx.delivered(pending);
                     break;
                 }
                 Err(SinkError::Rejected { message }) => {
@@ -406,6 +437,7 @@ impl<S: Sink> Runner<S> {
                     let metrics: usize = pending.iter().map(BatchView::len).sum();
                     self.telemetry.dropped_rejected.increment(metrics as u64);
                     self.log_rejection(metrics, &message);
+                    self.rx.delivered(pending);
                     break;
                 }
                 Err(SinkError::Retryable {
@@ -439,7 +471,24 @@ impl<S: Sink> Runner<S> {
         pending.clear();
     }
 
-    fn drop_for_shutdown(&self, pending: &[BatchView]) {
+    fn drop_for_shutdown(&mut self, pending: &[BatchView]) {
+        if self.rx.has_spool() {
+            let unsaved = self.rx.spill(pending);
+            let saved: usize = pending
+                .iter()
+                .filter(|v| !v.is_spooled())
+                .map(BatchView::len)
+                .sum::<usize>()
+                - unsaved;
+            self.telemetry.dropped_shutdown.increment(unsaved as u64);
+            tracing::warn!(
+                sink = self.rx.name(),
+                saved,
+                lost = unsaved,
+                "shutdown deadline passed before the sink took everything; unsent metrics kept in the spool"
+            );
+            return;
+        }
         let metrics: usize = pending.iter().map(BatchView::len).sum();
         self.telemetry.dropped_shutdown.increment(metrics as u64);
         tracing::error!(
@@ -531,6 +580,7 @@ mod tests {
                 max_metrics: 100,
                 when_full: WhenFull::Block,
             },
+            spool: None,
         }]);
         let stop = Stop::default();
         let runner = Runner::new(probe, "probe", rx.remove(0), cfg);

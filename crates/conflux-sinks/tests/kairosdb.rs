@@ -269,6 +269,7 @@ async fn values_and_ttl_arrive_exactly_at_a_kairosdb_listener() {
             max_metrics: 10_000,
             when_full: WhenFull::Block,
         },
+        spool: None,
     }]);
     let shutdown = CancellationToken::new();
     let ctx = ListenerContext {

@@ -122,6 +122,7 @@ async fn views(batch: Batch) -> Vec<BatchView> {
             max_metrics: 1_000_000,
             when_full: WhenFull::Block,
         },
+        spool: None,
     }]);
     p.ingest("test").submit(batch).await.unwrap();
     vec![rx[0].recv().await.unwrap()]

@@ -25,6 +25,7 @@ async fn views() -> Vec<BatchView> {
             max_metrics: 1000,
             when_full: WhenFull::Block,
         },
+        spool: None,
     }]);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

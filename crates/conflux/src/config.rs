@@ -8,9 +8,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use conflux_core::filter::{Filter, FilterConfig};
-use conflux_core::pipeline::{QueueConfig, SinkSpec, WhenFull};
+use conflux_core::pipeline::{QueueConfig, SinkSpec, SpoolSpec, WhenFull};
 use conflux_net::listener::{Socket, Transport};
 use conflux_sinks::endpoint::NetConfig;
 use conflux_sinks::runner::RunnerConfig;
@@ -136,6 +138,14 @@ pub struct DaemonConfig {
     /// what is still unsent is dropped and counted.
     #[serde(default = "default_shutdown_timeout_ms")]
     pub shutdown_timeout_ms: u64,
+    /// Where state lives: each spooling sink's queue goes to
+    /// `{data_dir}/spool/{sink}` unless it sets `spool_dir`.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
 }
 
 fn default_shutdown_timeout_ms() -> u64 {
@@ -146,6 +156,7 @@ impl Default for DaemonConfig {
     fn default() -> Self {
         DaemonConfig {
             shutdown_timeout_ms: default_shutdown_timeout_ms(),
+            data_dir: default_data_dir(),
         }
     }
 }
@@ -197,20 +208,103 @@ fn network<C: serde::de::DeserializeOwned>(
 }
 
 /// Queue settings shared by every sink.
+// No `deny_unknown_fields`: serde cannot combine it with `flatten`, and
+// only the keys in `QUEUE_KEYS` ever reach this struct.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct SinkQueueConfig {
     #[serde(default)]
     when_full: WhenFull,
     #[serde(default = "default_queue_max_metrics")]
     queue_max_metrics: usize,
+    #[serde(flatten)]
+    spool: SpoolSettings,
 }
 
-const QUEUE_KEYS: &[&str] = &["when_full", "queue_max_metrics"];
+const QUEUE_KEYS: &[&str] = &[
+    "when_full",
+    "queue_max_metrics",
+    "durable",
+    "spool_dir",
+    "spool_max_bytes",
+    "spool_when_full",
+    "spool_fsync",
+    "spool_fsync_interval_ms",
+];
 
 fn default_queue_max_metrics() -> usize {
     10_000
 }
+
+/// A sink's disk spool settings (used with `when_full = "spool"`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SpoolSettings {
+    /// Write every batch to disk before acknowledging it.
+    #[serde(default)]
+    pub durable: bool,
+    /// The spool's directory; default `{daemon.data_dir}/spool/{sink}`.
+    #[serde(default)]
+    pub spool_dir: Option<PathBuf>,
+    /// Cap on the spool's files.
+    #[serde(default = "default_spool_max_bytes")]
+    pub spool_max_bytes: u64,
+    /// What a full spool does.
+    #[serde(default)]
+    pub spool_when_full: SpoolWhenFull,
+    /// When written records reach the disk itself.
+    #[serde(default)]
+    pub spool_fsync: SpoolFsync,
+    /// With `spool_fsync = "interval"`: how often.
+    #[serde(default = "default_spool_fsync_interval_ms")]
+    pub spool_fsync_interval_ms: u64,
+}
+
+impl Default for SpoolSettings {
+    fn default() -> Self {
+        SpoolSettings {
+            durable: false,
+            spool_dir: None,
+            spool_max_bytes: default_spool_max_bytes(),
+            spool_when_full: SpoolWhenFull::default(),
+            spool_fsync: SpoolFsync::default(),
+            spool_fsync_interval_ms: default_spool_fsync_interval_ms(),
+        }
+    }
+}
+
+fn default_spool_max_bytes() -> u64 {
+    1 << 30
+}
+
+fn default_spool_fsync_interval_ms() -> u64 {
+    1_000
+}
+
+/// `spool_when_full`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpoolWhenFull {
+    /// Refuse input (HTTP 503, TCP stops reading) until the sink catches up.
+    #[default]
+    Block,
+    /// Delete the oldest records and count them as dropped (`spool_full`).
+    DropOldest,
+}
+
+/// `spool_fsync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpoolFsync {
+    /// Every batch is on disk before it is acknowledged (concurrent
+    /// requests share one sync).
+    #[default]
+    Batch,
+    /// Synced every `spool_fsync_interval_ms`: survives a crash of the
+    /// process, not of the machine.
+    Interval,
+}
+
+/// The smallest `spool_max_bytes`: a few segments of the smallest size.
+const MIN_SPOOL_BYTES: u64 = 64 << 10;
 
 /// One `[sinks.NAME]`.
 #[derive(Debug, Clone)]
@@ -223,6 +317,8 @@ pub struct SinkConfig {
     pub when_full: WhenFull,
     /// Queue capacity in metrics.
     pub queue_max_metrics: usize,
+    /// Disk spool settings.
+    pub spool: SpoolSettings,
     /// Routing filter, as written.
     pub filter_config: FilterConfig,
     /// Routing filter, compiled.
@@ -232,8 +328,8 @@ pub struct SinkConfig {
 }
 
 impl SinkConfig {
-    /// The pipeline's view of this sink.
-    pub fn spec(&self) -> SinkSpec {
+    /// The pipeline's view of this sink, with its spool once opened.
+    pub fn spec(&self, spool: Option<conflux_spool::Spool>) -> SinkSpec {
         SinkSpec {
             name: self.name.clone(),
             filter: self.filter.clone(),
@@ -241,7 +337,44 @@ impl SinkConfig {
                 max_metrics: self.queue_max_metrics,
                 when_full: self.when_full,
             },
+            spool: spool.map(|spool| SpoolSpec {
+                spool,
+                durable: self.spool.durable,
+            }),
         }
+    }
+
+    /// The spool directory, when this sink spools.
+    pub fn spool_dir(&self, data_dir: &Path) -> Option<PathBuf> {
+        (self.when_full == WhenFull::Spool).then(|| {
+            self.spool
+                .spool_dir
+                .clone()
+                .unwrap_or_else(|| data_dir.join("spool").join(&self.name))
+        })
+    }
+
+    /// How to open this sink's spool, when it spools.
+    pub fn spool_config(&self, data_dir: &Path) -> Option<conflux_spool::SpoolConfig> {
+        let dir = self.spool_dir(data_dir)?;
+        let s = &self.spool;
+        Some(conflux_spool::SpoolConfig {
+            dir,
+            max_bytes: s.spool_max_bytes,
+            // Space comes back a segment at a time: eight per cap keeps the
+            // slack small without a file per batch.
+            segment_bytes: (s.spool_max_bytes / 8).clamp(4 << 10, 64 << 20),
+            when_full: match s.spool_when_full {
+                SpoolWhenFull::Block => conflux_spool::WhenFull::Block,
+                SpoolWhenFull::DropOldest => conflux_spool::WhenFull::DropOldest,
+            },
+            fsync: match s.spool_fsync {
+                SpoolFsync::Batch => conflux_spool::Fsync::Batch,
+                SpoolFsync::Interval => {
+                    conflux_spool::Fsync::Interval(Duration::from_millis(s.spool_fsync_interval_ms))
+                }
+            },
+        })
     }
 }
 
@@ -441,6 +574,22 @@ impl Config {
             }
         }
 
+        // Two sinks in one spool directory would read each other's records.
+        let mut spool_dirs: BTreeMap<PathBuf, &str> = BTreeMap::new();
+        for s in &self.sinks {
+            if let Some(dir) = s.spool_dir(&self.daemon.data_dir)
+                && let Some(other) = spool_dirs.insert(dir.clone(), &s.name)
+            {
+                problems.push(Problem {
+                    at: format!("sinks.{}", s.name),
+                    message: format!(
+                        "spool directory {} is also used by sink `{other}`",
+                        dir.display()
+                    ),
+                });
+            }
+        }
+
         if !check_routing {
             return;
         }
@@ -556,6 +705,7 @@ fn parse_sink(name: &str, mut table: toml::Table) -> Result<SinkConfig, Vec<Stri
         SinkQueueConfig {
             when_full: WhenFull::Block,
             queue_max_metrics: default_queue_max_metrics(),
+            spool: SpoolSettings::default(),
         }
     });
     let filter_config: FilterConfig = component(filter_t).unwrap_or_else(|e| {
@@ -569,6 +719,19 @@ fn parse_sink(name: &str, mut table: toml::Table) -> Result<SinkConfig, Vec<Stri
     errors.extend(runner.problems());
     if queue.queue_max_metrics == 0 {
         errors.push("`queue_max_metrics` must be at least 1".to_owned());
+    }
+    if queue.spool.durable && queue.when_full != WhenFull::Spool {
+        errors.push("`durable = true` needs `when_full = \"spool\"`".to_owned());
+    }
+    if queue.when_full == WhenFull::Spool {
+        if queue.spool.spool_max_bytes < MIN_SPOOL_BYTES {
+            errors.push(format!(
+                "`spool_max_bytes` must be at least {MIN_SPOOL_BYTES}"
+            ));
+        }
+        if queue.spool.spool_fsync_interval_ms == 0 {
+            errors.push("`spool_fsync_interval_ms` must be at least 1".to_owned());
+        }
     }
     if runner.batch_max_metrics > queue.queue_max_metrics {
         errors.push(format!(
@@ -622,6 +785,7 @@ fn parse_sink(name: &str, mut table: toml::Table) -> Result<SinkConfig, Vec<Stri
         kind,
         when_full: queue.when_full,
         queue_max_metrics: queue.queue_max_metrics,
+        spool: queue.spool,
         filter_config,
         filter,
         runner,
@@ -749,6 +913,101 @@ when_full = "explode"
         assert!(p.iter().any(|s| s.contains("explode")), "{p:#?}");
         assert!(
             p.iter().any(|s| s.contains("invalid pattern `[x`")),
+            "{p:#?}"
+        );
+    }
+
+    #[test]
+    fn spool_settings_reach_the_spool_and_bad_ones_are_reported() {
+        let cfg = Config::parse(
+            r#"
+[daemon]
+data_dir = "/var/lib/conflux"
+[listeners.edge]
+type = "influx"
+address = "127.0.0.1:0"
+[sinks.a]
+type = "blackhole"
+when_full = "spool"
+durable = true
+spool_max_bytes = 8388608
+spool_when_full = "drop_oldest"
+spool_fsync = "interval"
+spool_fsync_interval_ms = 250
+[sinks.b]
+type = "blackhole"
+"#,
+        )
+        .unwrap();
+        let a = &cfg.sinks[0];
+        let sc = a.spool_config(&cfg.daemon.data_dir).unwrap();
+        assert_eq!(sc.dir, Path::new("/var/lib/conflux/spool/a"));
+        assert_eq!(sc.max_bytes, 8 << 20);
+        assert_eq!(sc.segment_bytes, 1 << 20);
+        assert_eq!(sc.when_full, conflux_spool::WhenFull::DropOldest);
+        assert_eq!(
+            sc.fsync,
+            conflux_spool::Fsync::Interval(Duration::from_millis(250))
+        );
+        assert!(cfg.sinks[1].spool_config(&cfg.daemon.data_dir).is_none());
+
+        let p = problems(
+            r#"
+[listeners.edge]
+type = "influx"
+address = "127.0.0.1:0"
+[sinks.a]
+type = "blackhole"
+durable = true
+[sinks.b]
+type = "blackhole"
+when_full = "spool"
+spool_max_bytes = 1000
+spool_dir = "q"
+[sinks.c]
+type = "blackhole"
+when_full = "spool"
+spool_dir = "q"
+spool_fsync = "never"
+"#,
+        );
+        assert!(
+            p.iter()
+                .any(|s| s == "sinks.a: `durable = true` needs `when_full = \"spool\"`"),
+            "{p:#?}"
+        );
+        assert!(
+            p.iter()
+                .any(|s| s.starts_with("sinks.b: `spool_max_bytes` must be at least")),
+            "{p:#?}"
+        );
+        assert!(
+            p.iter()
+                .any(|s| s.starts_with("sinks.c: ") && s.contains("never")),
+            "{p:#?}"
+        );
+    }
+
+    #[test]
+    fn two_sinks_cannot_share_a_spool_directory() {
+        let p = problems(
+            r#"
+[listeners.edge]
+type = "influx"
+address = "127.0.0.1:0"
+[sinks.b]
+type = "blackhole"
+when_full = "spool"
+spool_dir = "q"
+[sinks.c]
+type = "blackhole"
+when_full = "spool"
+spool_dir = "q"
+"#,
+        );
+        assert_eq!(
+            p,
+            ["sinks.c: spool directory q is also used by sink `b`"],
             "{p:#?}"
         );
     }

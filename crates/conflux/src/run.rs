@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -64,7 +65,11 @@ async fn run(cfg: Config, handle: PrometheusHandle) -> anyhow::Result<()> {
     for s in &cfg.sinks {
         built.push(sinks::build(s).map_err(|e| anyhow!("sink `{}`: {e}", s.name))?);
     }
-    let (pipeline, receivers) = Pipeline::new(cfg.sinks.iter().map(SinkConfig::spec).collect());
+    let mut specs = Vec::with_capacity(cfg.sinks.len());
+    for s in &cfg.sinks {
+        specs.push(s.spec(open_spool(s, &cfg.daemon.data_dir)?));
+    }
+    let (pipeline, receivers) = Pipeline::new(specs);
     let stop = Stop::default();
     let mut sink_tasks = JoinSet::new();
     for (start, rx) in built.into_iter().zip(receivers) {
@@ -241,6 +246,28 @@ async fn run(cfg: Config, handle: PrometheusHandle) -> anyhow::Result<()> {
     upkeep.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Open a sink's spool, recovering what an earlier run left. A damaged
+/// file costs the damaged records, never the start; a spool held by another
+/// process or an unwritable directory stops the start.
+fn open_spool(s: &SinkConfig, data_dir: &Path) -> anyhow::Result<Option<conflux_spool::Spool>> {
+    let Some(sc) = s.spool_config(data_dir) else {
+        return Ok(None);
+    };
+    let dir = sc.dir.clone();
+    let (spool, found) = conflux_spool::Spool::open(sc)
+        .with_context(|| format!("open the spool of sink `{}` in {}", s.name, dir.display()))?;
+    if found.records > 0 || found.torn_tails > 0 {
+        tracing::info!(
+            sink = %s.name,
+            records = found.records,
+            bytes = found.bytes,
+            torn_tails = found.torn_tails,
+            "spool holds undelivered records from an earlier run; sending them first"
+        );
+    }
+    Ok(Some(spool))
 }
 
 fn join<T: std::fmt::Display>(items: &[T]) -> String {
