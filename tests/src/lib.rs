@@ -182,6 +182,30 @@ impl Daemon {
         self.wait(Duration::from_secs(60))
     }
 
+    /// Kill with SIGKILL: no flush, no shutdown, as a crash or the OOM killer would.
+    pub fn kill9(&mut self) -> ExitStatus {
+        signal(self.child.id(), "KILL");
+        self.wait(Duration::from_secs(30))
+    }
+
+    /// Once the process has exited: its directory, for a restart on the same
+    /// state with [`Daemon::start_in`].
+    pub fn take_dir(&mut self) -> tempfile::TempDir {
+        assert!(self.status.is_some(), "the daemon still runs");
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+
+    /// Resident memory of the process in KiB (`VmRSS` of `/proc/PID/status`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = read(format!("/proc/{}/status", self.child.id()));
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no VmRSS in /proc status: {status}"))
+    }
+
     /// Wait for the process to exit.
     pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
         if let Some(s) = self.status {

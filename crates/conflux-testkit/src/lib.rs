@@ -162,28 +162,31 @@ impl Process {
     /// # Panics
     /// When the program cannot be started; when it is missing, the message
     /// says which Debian package to install.
-    pub fn spawn(name: &str, package: &str, dir: TempDir, mut command: Command) -> Process {
-        let stdout = File::create(dir.path().join("stdout.log")).expect("create stdout.log");
-        let stderr = File::create(dir.path().join("stderr.log")).expect("create stderr.log");
-        command
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr);
-        let child = match command.spawn() {
-            Ok(child) => child,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => panic!(
-                "cannot start {name}: {:?} not found ({e}); install the Debian package \
-                 `{package}` (`apt-get install {package}`, or run scripts/test.sh, which does)",
-                command.get_program()
-            ),
-            Err(e) => panic!("cannot start {name} ({:?}): {e}", command.get_program()),
-        };
+    pub fn spawn(name: &str, package: &str, dir: TempDir, command: Command) -> Process {
+        let child = spawn_in(name, package, dir.path(), command);
         Process {
             name: name.to_owned(),
             child,
             dir,
         }
+    }
+
+    /// Kills the child by its PID (`SIGKILL`) and reaps it, keeping its
+    /// directory, so that [`Process::respawn`] can start it again on the same
+    /// data (a target outage in a test).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts `command` in the same directory after [`Process::stop`]; its
+    /// output is appended to the same logs.
+    ///
+    /// # Panics
+    /// As [`Process::spawn`].
+    pub fn respawn(&mut self, package: &str, command: Command) {
+        self.stop();
+        self.child = spawn_in(&self.name, package, self.dir.path(), command);
     }
 
     /// The name given at spawn.
@@ -301,6 +304,31 @@ impl Drop for Process {
         // `Child::kill` signals this child's PID only, and `wait` reaps it.
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Spawns `command` in `dir` with stdout and stderr appended to its logs.
+fn spawn_in(name: &str, package: &str, dir: &Path, mut command: Command) -> Child {
+    let open = |file: &str| {
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(file))
+            .unwrap_or_else(|e| panic!("open {file}: {e}"))
+    };
+    command
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(open("stdout.log"))
+        .stderr(open("stderr.log"));
+    match command.spawn() {
+        Ok(child) => child,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => panic!(
+            "cannot start {name}: {:?} not found ({e}); install the Debian package \
+             `{package}` (`apt-get install {package}`, or run scripts/test.sh, which does)",
+            command.get_program()
+        ),
+        Err(e) => panic!("cannot start {name} ({:?}): {e}", command.get_program()),
     }
 }
 

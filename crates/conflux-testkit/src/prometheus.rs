@@ -87,36 +87,64 @@ impl Prometheus {
                 "prometheus.yml",
                 "global:\n  scrape_interval: 15s\n",
             );
-            let tls = web_config.is_some();
-            let mut command = Command::new("prometheus");
-            command
-                .arg(format!(
-                    "--config.file={}",
-                    dir.path().join("prometheus.yml").display()
-                ))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.path().join("data").display()
-                ))
-                .arg(format!("--web.listen-address={http}"))
-                .arg("--web.enable-remote-write-receiver")
-                .arg("--storage.tsdb.retention.time=100y");
             if let Some(web) = &web_config {
                 write_file(dir.path(), "web.yml", web);
-                command.arg(format!(
-                    "--web.config.file={}",
-                    dir.path().join("web.yml").display()
-                ));
             }
+            let command = Self::command(dir.path(), http);
             let mut process = Process::spawn("prometheus", "prometheus", dir, command);
-            process.wait_ready(|p| {
-                p.listens_on(http)
-                    && (tls
-                        || http_request(http, "GET", "/-/ready", &[], b"")
-                            .is_ok_and(|r| r.status == 200))
-            })?;
+            process.wait_ready(|p| Self::ready(p, http))?;
             Ok(Prometheus { http, process })
         })
+    }
+
+    fn command(dir: &std::path::Path, http: SocketAddr) -> Command {
+        let mut command = Command::new("prometheus");
+        command
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={http}"))
+            .arg("--web.enable-remote-write-receiver")
+            .arg("--storage.tsdb.retention.time=100y");
+        if dir.join("web.yml").exists() {
+            command.arg(format!(
+                "--web.config.file={}",
+                dir.join("web.yml").display()
+            ));
+        }
+        command
+    }
+
+    fn ready(p: &Process, http: SocketAddr) -> bool {
+        let tls = p.dir().join("web.yml").exists();
+        // With TLS the readiness probe (plain HTTP) cannot ask; listening is enough.
+        p.listens_on(http)
+            && (tls
+                || http_request(http, "GET", "/-/ready", &[], b"").is_ok_and(|r| r.status == 200))
+    }
+
+    /// Kills the server (an outage); its data and port stay for [`Prometheus::restart`].
+    pub fn stop(&mut self) {
+        self.process.stop();
+    }
+
+    /// Starts it again on the same port and data after [`Prometheus::stop`].
+    ///
+    /// # Panics
+    /// When it exits during startup (the port was taken meanwhile) or does
+    /// not become ready in 30 s.
+    pub fn restart(&mut self) {
+        let command = Self::command(self.process.dir(), self.http);
+        self.process.respawn("prometheus", command);
+        let http = self.http;
+        if let Err(log) = self.process.wait_ready(|p| Self::ready(p, http)) {
+            panic!("prometheus did not restart on {http}: {log}");
+        }
     }
 
     /// The server process (PID, directory).
