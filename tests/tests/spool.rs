@@ -233,8 +233,13 @@ retry_max_ms = 200
         max_rss = max_rss.max(d.rss_kib());
         max_queue = max_queue.max(d.metric("conflux_sink_queue_metrics", &[("sink", "prom")]));
     }
-    let spooled = d.metric("conflux_sink_spool_records", &[("sink", "prom")]);
-    let spool_bytes = d.metric("conflux_sink_spool_bytes", &[("sink", "prom")]);
+    // The spool gauges are refreshed once a second.
+    let (mut spooled, mut spool_bytes) = (0.0, 0.0);
+    wait_until(Duration::from_secs(5), || {
+        spooled = d.metric("conflux_sink_spool_records", &[("sink", "prom")]);
+        spool_bytes = d.metric("conflux_sink_spool_bytes", &[("sink", "prom")]);
+        spooled > 0.0 && spool_bytes > 0.0
+    });
     println!(
         "outage: {} points written, spool {spooled} records / {spool_bytes} bytes, memory queue at most {max_queue} metrics, RSS at most {max_rss} KiB",
         seq
@@ -292,14 +297,12 @@ retry_max_ms = 200
         == 0.0));
 }
 
-#[test]
-fn a_damaged_spool_file_costs_only_the_damaged_records() {
-    let dead = conflux_testkit::free_port();
-    let config = |url: &str| {
-        format!(
-            r#"
+/// A daemon with an influx listener and a spooling influx sink `vm` to `url`.
+fn vm_config(url: &str, shutdown_timeout_ms: u64, durable: bool) -> String {
+    format!(
+        r#"
 [daemon]
-shutdown_timeout_ms = 500
+shutdown_timeout_ms = {shutdown_timeout_ms}
 
 [listeners.in]
 type = "influx"
@@ -309,13 +312,21 @@ address = "127.0.0.1:0"
 type = "influx"
 url = "{url}"
 when_full = "spool"
-durable = true
+durable = {durable}
 retry_initial_ms = 50
 retry_max_ms = 100
 "#
-        )
-    };
-    let mut d = Daemon::start(&config(&format!("http://127.0.0.1:{dead}/write?db=spool")));
+    )
+}
+
+/// An InfluxDB URL where nothing listens: a target that is down.
+fn dead_url() -> String {
+    let port = conflux_testkit::free_port();
+    format!("http://127.0.0.1:{port}/write?db=spool")
+}
+
+/// Sequence numbers 0 to 99, ten per request, each acknowledged.
+fn write_ten_requests(d: &Daemon) {
     let base = now_ms() - 3_600_000;
     for i in 0..10 {
         assert_eq!(
@@ -323,6 +334,26 @@ retry_max_ms = 100
             Some(204)
         );
     }
+}
+
+/// Waits until VictoriaMetrics holds at least `n` points and the spool of
+/// sink `vm` is empty; returns the sorted sequence numbers.
+fn delivered(vm: &Victoria, d: &Daemon, n: usize) -> Vec<u64> {
+    let mut got = Vec::new();
+    let done = wait_until(Duration::from_secs(30), || {
+        got = vm_values(vm);
+        got.len() >= n && d.metric("conflux_sink_spool_records", &[("sink", "vm")]) == 0.0
+    });
+    got.sort_unstable();
+    assert!(done, "delivered {got:?}; log:\n{}", d.logs());
+    got
+}
+
+#[test]
+fn a_damaged_spool_file_costs_only_the_damaged_records() {
+    let config = |url: &str| vm_config(url, 500, true);
+    let mut d = Daemon::start(&config(&dead_url()));
+    write_ten_requests(&d);
     assert!(d.terminate().success());
     let dir = d.take_dir();
 
@@ -350,14 +381,7 @@ retry_max_ms = 100
     let vm = Victoria::start();
     let d = Daemon::start_in(&config(&format!("http://{}/write?db=spool", vm.http)), dir);
     let want: Vec<u64> = (0..100).filter(|s| s / 10 != 3 && s / 10 != 9).collect();
-    let mut got = Vec::new();
-    let delivered = wait_until(Duration::from_secs(30), || {
-        got = vm_values(&vm);
-        got.len() >= want.len() && d.metric("conflux_sink_spool_records", &[("sink", "vm")]) == 0.0
-    });
-    got.sort_unstable();
-    assert!(delivered, "delivered {got:?}; log:\n{}", d.logs());
-    assert_eq!(got, want);
+    assert_eq!(delivered(&vm, &d, want.len()), want);
     assert_eq!(
         d.metric(
             "conflux_sink_spool_corrupt_records_total",
@@ -531,10 +555,15 @@ fn drop_oldest_keeps_accepting_and_counts_what_it_drops() {
             "write {i}"
         );
     }
-    let dropped = d.metric(
-        "conflux_sink_spool_dropped_records_total",
-        &[("sink", "prom")],
-    );
+    // The spool gauges are refreshed once a second.
+    let dropped_now = || {
+        d.metric(
+            "conflux_sink_spool_dropped_records_total",
+            &[("sink", "prom")],
+        )
+    };
+    wait_until(Duration::from_secs(5), || dropped_now() > 0.0);
+    let mut dropped = dropped_now();
     assert!(dropped > 0.0, "a 64 KiB spool held 15,000 points?");
     p.restart();
     // Each spooled record is one request of 50 points.
@@ -542,6 +571,7 @@ fn drop_oldest_keeps_accepting_and_counts_what_it_drops() {
     let mut have = 0;
     let balanced = wait_until(Duration::from_secs(60), || {
         have = prom_count(&p, "spool_v");
+        dropped = dropped_now();
         have + dropped as u64 * per_request == total
     });
     println!(
@@ -568,34 +598,9 @@ fn drop_oldest_keeps_accepting_and_counts_what_it_drops() {
 
 #[test]
 fn shutdown_keeps_what_only_memory_held_in_the_spool() {
-    let dead = conflux_testkit::free_port();
-    let config = |url: &str| {
-        format!(
-            r#"
-[daemon]
-shutdown_timeout_ms = 1000
-
-[listeners.in]
-type = "influx"
-address = "127.0.0.1:0"
-
-[sinks.vm]
-type = "influx"
-url = "{url}"
-when_full = "spool"
-retry_initial_ms = 50
-retry_max_ms = 100
-"#
-        )
-    };
-    let mut d = Daemon::start(&config(&format!("http://127.0.0.1:{dead}/write?db=spool")));
-    let base = now_ms() - 3_600_000;
-    for i in 0..10 {
-        assert_eq!(
-            post(d.addr("in"), &lines(i * 10, 10, base)).map(|r| r.0),
-            Some(204)
-        );
-    }
+    let config = |url: &str| vm_config(url, 1000, false);
+    let mut d = Daemon::start(&config(&dead_url()));
+    write_ten_requests(&d);
     // Everything fits in memory: nothing is on disk before the shutdown.
     assert_eq!(
         d.metric("conflux_sink_spool_records", &[("sink", "vm")]),
@@ -614,12 +619,5 @@ retry_max_ms = 100
         &config(&format!("http://{}/write?db=spool", vm.http)),
         d.take_dir(),
     );
-    let mut got = Vec::new();
-    let delivered = wait_until(Duration::from_secs(30), || {
-        got = vm_values(&vm);
-        got.len() >= 100
-    });
-    got.sort_unstable();
-    assert!(delivered, "delivered {got:?}; log:\n{}", d.logs());
-    assert_eq!(got, (0..100).collect::<Vec<u64>>());
+    assert_eq!(delivered(&vm, &d, 100), (0..100).collect::<Vec<u64>>());
 }

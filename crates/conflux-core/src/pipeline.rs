@@ -19,8 +19,8 @@
 //! before `submit` returns, so the acknowledgement means "on disk". Order per
 //! sink is kept by one rule: while the spool holds unread records, new
 //! batches go to the spool too, and the receiver empties memory before it
-//! reads the spool; so everything in memory is always older than everything
-//! unread on disk.
+//! reads the spool; so for one connection (whose submits follow each other)
+//! everything in memory is older than everything unread on disk.
 //!
 //! [`wire`]: crate::metric::wire
 
@@ -135,18 +135,23 @@ struct SinkQueue {
     name: Arc<str>,
     filter: Filter,
     max_metrics: usize,
-    when_full: WhenFull,
+    policy: Policy,
     permits: Arc<Semaphore>,
     tx: mpsc::UnboundedSender<BatchView>,
-    spool: Option<SpoolSpec>,
     /// Cancelled when the receiver closes, so that a submit waiting for
     /// spool room wakes up as one waiting for memory does.
     closed: CancellationToken,
     depth: Gauge,
     dropped_full: Counter,
     dropped_closed: Counter,
-    spool_gauges: Option<SpoolGauges>,
     last_spool_error_log: AtomicU64,
+}
+
+/// [`WhenFull`] with what it needs: `spool` always has its spool.
+enum Policy {
+    Block,
+    DropNewest,
+    Spool(SpoolSpec),
 }
 
 impl SinkQueue {
@@ -176,15 +181,15 @@ impl Pipeline {
             let labels = [("sink", name.to_string())];
             metrics::gauge!(telemetry::SINK_QUEUE_CAPACITY_METRICS, &labels)
                 .set(max_metrics as f64);
-            let spool = match spec.queue.when_full {
-                WhenFull::Spool => spec.spool,
-                _ => None,
-            };
+            let spool = spec
+                .spool
+                .filter(|_| spec.queue.when_full == WhenFull::Spool);
             // `spool` without a spool behaves as `block`, which is what it
             // does anyway once the spool is full.
-            let when_full = match (spec.queue.when_full, &spool) {
-                (WhenFull::Spool, None) => WhenFull::Block,
-                (w, _) => w,
+            let policy = match (spec.queue.when_full, &spool) {
+                (WhenFull::DropNewest, _) => Policy::DropNewest,
+                (_, Some(s)) => Policy::Spool(s.clone()),
+                _ => Policy::Block,
             };
             let spool_gauges = spool.as_ref().map(|_| SpoolGauges::new(&name));
             let closed = CancellationToken::new();
@@ -192,12 +197,10 @@ impl Pipeline {
                 name: name.clone(),
                 filter: spec.filter,
                 max_metrics,
-                when_full,
+                policy,
                 permits: permits.clone(),
                 tx,
-                spool: spool.clone(),
                 closed: closed.clone(),
-                spool_gauges: spool_gauges.clone(),
                 last_spool_error_log: AtomicU64::new(0),
                 depth: metrics::gauge!(telemetry::SINK_QUEUE_METRICS, &labels),
                 dropped_full: metrics::counter!(
@@ -212,7 +215,7 @@ impl Pipeline {
                 ),
             });
             if let (Some(s), Some(g)) = (&spool, &spool_gauges) {
-                g.refresh(&s.spool, 0);
+                g.refresh(&s.spool);
             }
             receivers.push(SinkReceiver {
                 name,
@@ -223,7 +226,6 @@ impl Pipeline {
                 spool_gauges,
                 closed,
                 receiving: true,
-                decode_errors: 0,
                 encode_buf: Vec::new(),
             });
             sinks.push(q);
@@ -343,24 +345,20 @@ impl Ingest {
             };
             let metrics = pick.as_ref().map_or(batch.len(), |p| p.len());
             let n = q.permits_for(metrics);
-            let reserved = match q.when_full {
-                WhenFull::Spool => match &q.spool {
-                    Some(s) if s.durable => Reserved::Disk,
-                    _ => match q.permits.clone().try_acquire_many_owned(n) {
-                        // Memory only while nothing waits on disk: order.
-                        Ok(p) if q.spool.as_ref().is_none_or(|s| s.spool.unread() == 0) => {
-                            Reserved::Permit(p)
-                        }
-                        Ok(_) | Err(TryAcquireError::NoPermits) => Reserved::Disk,
-                        Err(TryAcquireError::Closed) => return Err(SubmitError::Closed),
-                    },
+            let reserved = match &q.policy {
+                Policy::Spool(s) if s.durable => Reserved::Disk,
+                Policy::Spool(s) => match q.permits.clone().try_acquire_many_owned(n) {
+                    // Memory only while nothing waits on disk: order.
+                    Ok(p) if s.spool.unread() == 0 => Reserved::Permit(p),
+                    Ok(_) | Err(TryAcquireError::NoPermits) => Reserved::Disk,
+                    Err(TryAcquireError::Closed) => return Err(SubmitError::Closed),
                 },
-                WhenFull::DropNewest => match q.permits.clone().try_acquire_many_owned(n) {
+                Policy::DropNewest => match q.permits.clone().try_acquire_many_owned(n) {
                     Ok(p) => Reserved::Permit(p),
                     Err(TryAcquireError::NoPermits) => Reserved::Dropped,
                     Err(TryAcquireError::Closed) => return Err(SubmitError::Closed),
                 },
-                WhenFull::Block => {
+                Policy::Block => {
                     let acquire = q.permits.clone().acquire_many_owned(n);
                     let permit = match deadline {
                         None => acquire.await,
@@ -393,20 +391,18 @@ impl Ingest {
         let mut own = Vec::new();
         for p in plan.iter().filter(|p| matches!(p.reserved, Reserved::Disk)) {
             let q = p.queue;
-            let Some(spec) = &q.spool else { continue };
+            let Policy::Spool(spec) = &q.policy else {
+                continue;
+            };
             let record = match &p.pick {
                 None => whole.get_or_insert_with(|| {
                     let mut buf = Vec::with_capacity(batch.arena_bytes() + batch.len() * 32);
-                    wire::encode(batch.len(), batch.iter(), &mut buf);
+                    encode_record(&batch, None, &mut buf);
                     buf
                 }),
                 Some(pick) => {
                     own.clear();
-                    wire::encode(
-                        pick.len(),
-                        pick.iter().map(|&i| batch.get(i as usize)),
-                        &mut own,
-                    );
+                    encode_record(&batch, Some(pick), &mut own);
                     &own
                 }
             };
@@ -430,9 +426,6 @@ impl Ingest {
                         sink: q.name.clone(),
                     });
                 }
-            }
-            if let Some(g) = &q.spool_gauges {
-                g.refresh(&spec.spool, 0);
             }
         }
 
@@ -498,6 +491,14 @@ impl SinkQueue {
     }
 }
 
+/// The wire form of `batch`, or of the metrics `pick` selects from it.
+fn encode_record(batch: &Batch, pick: Option<&[u32]>, out: &mut Vec<u8>) {
+    match pick {
+        None => wire::encode(batch.len(), batch.iter(), out),
+        Some(p) => wire::encode(p.len(), p.iter().map(|&i| batch.get(i as usize)), out),
+    }
+}
+
 fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -512,6 +513,8 @@ struct SpoolGauges {
     oldest_age: Gauge,
     corrupt: Counter,
     dropped_records: Counter,
+    /// Spool records that passed their checksum but did not decode.
+    decode_errors: Arc<AtomicU64>,
 }
 
 impl SpoolGauges {
@@ -523,10 +526,12 @@ impl SpoolGauges {
             oldest_age: metrics::gauge!(telemetry::SINK_SPOOL_OLDEST_AGE, &labels),
             corrupt: metrics::counter!(telemetry::SINK_SPOOL_CORRUPT_RECORDS, &labels),
             dropped_records: metrics::counter!(telemetry::SINK_SPOOL_DROPPED_RECORDS, &labels),
+            decode_errors: Arc::default(),
         }
     }
 
-    fn refresh(&self, spool: &Spool, decode_errors: u64) {
+    fn refresh(&self, spool: &Spool) {
+        let decode_errors = self.decode_errors.load(Ordering::Relaxed);
         let s = spool.stats();
         self.bytes.set(s.bytes as f64);
         self.records.set(s.records as f64);
@@ -630,7 +635,6 @@ pub struct SinkReceiver {
     closed: CancellationToken,
     /// False once closed: the spool is then left for the next start.
     receiving: bool,
-    decode_errors: u64,
     encode_buf: Vec<u8>,
 }
 
@@ -681,7 +685,9 @@ impl SinkReceiver {
             Err(e) => {
                 // Checksummed yet unreadable: written by another version.
                 // An empty view keeps its place so that committing stays in order.
-                self.decode_errors += 1;
+                if let Some(g) = &self.spool_gauges {
+                    g.decode_errors.fetch_add(1, Ordering::Relaxed);
+                }
                 tracing::warn!(sink = %self.name, error = %e, "spool record does not decode; skipped");
                 Batch::new()
             }
@@ -725,7 +731,7 @@ impl SinkReceiver {
             .filter(|v| v.spooled.is_none() && !v.is_empty())
         {
             self.encode_buf.clear();
-            wire::encode(v.len(), v.iter(), &mut self.encode_buf);
+            encode_record(&v.batch, v.pick.as_deref(), &mut self.encode_buf);
             if let Err(e) = spec.spool.append_now(&self.encode_buf) {
                 tracing::error!(sink = %self.name, error = %e, metrics = v.len(), "cannot save unsent metrics to the spool");
                 lost += v.len();
@@ -735,11 +741,28 @@ impl SinkReceiver {
         lost
     }
 
-    /// Update the spool gauges (the oldest record's age changes with time alone).
+    /// Update the spool gauges now.
     pub fn refresh_gauges(&self) {
         if let (Some(s), Some(g)) = (&self.spool, &self.spool_gauges) {
-            g.refresh(&s.spool, self.decode_errors);
+            g.refresh(&s.spool);
         }
+    }
+
+    /// With a spool: a future that refreshes its gauges every second, for
+    /// the sink to run beside itself. Apart from the sink's own loop, so that
+    /// the gauges move while a send is retried for minutes (an outage is
+    /// when the spool grows), and off the submit path, which it would slow.
+    pub fn gauge_refresher(&self) -> Option<impl Future<Output = ()> + Send + 'static> {
+        let spool = self.spool.as_ref()?.spool.clone();
+        let gauges = self.spool_gauges.clone()?;
+        Some(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                gauges.refresh(&spool);
+            }
+        })
     }
 
     /// The next batch if one is waiting in memory.

@@ -337,9 +337,7 @@ impl<S: Sink> Runner<S> {
         let mut pending_metrics = 0usize;
         let mut oldest: Option<Instant> = None;
         let mut draining = false;
-        let spooling = self.rx.has_spool();
-        let mut gauges = tokio::time::interval(Duration::from_secs(1));
-        gauges.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let gauges = self.rx.gauge_refresher().map(tokio::spawn);
         loop {
             let due = oldest.map(|t| t + max_age);
             tokio::select! {
@@ -349,7 +347,6 @@ impl<S: Sink> Runner<S> {
                     draining = true;
                     self.rx.close();
                 }
-                _ = gauges.tick(), if spooling => self.rx.refresh_gauges(),
                 view = self.rx.recv() => match view {
                     Some(v) => {
                         pending_metrics += v.len();
@@ -373,6 +370,10 @@ impl<S: Sink> Runner<S> {
         self.flush(&mut pending, &stop).await;
         if let Err(e) = self.sink.close().await {
             tracing::error!(sink = self.rx.name(), error = %e, "closing sink failed");
+        }
+        if let Some(g) = gauges {
+            g.abort();
+            self.rx.refresh_gauges();
         }
         tracing::debug!(sink = self.rx.name(), "sink stopped");
     }

@@ -30,6 +30,14 @@ fn cfg(dir: &Path) -> SpoolConfig {
     }
 }
 
+/// Segments large enough that every test record lands in the first.
+fn one_segment(dir: &Path) -> SpoolConfig {
+    SpoolConfig {
+        segment_bytes: 1 << 20,
+        ..cfg(dir)
+    }
+}
+
 fn open(cfg: SpoolConfig) -> (Spool, Recovered) {
     Spool::open(cfg).unwrap()
 }
@@ -230,10 +238,7 @@ async fn reopen_without_any_commit_replays_everything() {
 #[tokio::test]
 async fn torn_tail_is_cut_and_appends_follow_the_intact_records() {
     let dir = tempfile::tempdir().unwrap();
-    let big = SpoolConfig {
-        segment_bytes: 1 << 20,
-        ..cfg(dir.path())
-    };
+    let big = one_segment(dir.path());
     let (s, _) = open(big.clone());
     append_all(&s, 0..5).await;
     drop(s);
@@ -274,10 +279,7 @@ async fn torn_header_is_cut_too() {
 #[tokio::test]
 async fn corrupt_middle_record_is_skipped_and_counted_once_with_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
-    let big = SpoolConfig {
-        segment_bytes: 1 << 20,
-        ..cfg(dir.path())
-    };
+    let big = one_segment(dir.path());
     let (s, _) = open(big.clone());
     append_all(&s, 0..6).await;
     drop(s);
@@ -303,10 +305,7 @@ async fn damaged_length_resyncs_to_the_next_record_as_one_region() {
     // Low byte: a wrong but plausible length; high byte: an absurd one.
     for (byte, mask) in [(4u64, 0x01u8), (4, 0x40), (7, 0x80), (0, 0xff)] {
         let dir = tempfile::tempdir().unwrap();
-        let big = SpoolConfig {
-            segment_bytes: 1 << 20,
-            ..cfg(dir.path())
-        };
+        let big = one_segment(dir.path());
         let (s, _) = open(big.clone());
         append_all(&s, 0..6).await;
         drop(s);
