@@ -507,6 +507,7 @@ mod tests {
                 when_full: WhenFull::Block,
             },
             spool: None,
+            max_new_series_per_hour: None,
         }]);
         let b: Batch = hosts
             .into_iter()

@@ -18,13 +18,15 @@
 //! bools are written as 1 and 0. Timestamps are whole seconds (the fraction is
 //! cut, as Telegraf does).
 //!
-//! Transport: one persistent connection per URL (`tcp://host:port`) through
-//! [`TcpSender`]: reconnect with the runner's backoff, at-least-once delivery
-//! (a retry resends the whole batch; carbon keeps the last value written for
-//! a path and second, so a resend changes nothing).
+//! Transport: one persistent connection per URL (`tcp://host:port`, or
+//! `tls://host:port` for TLS with the `tls_*` keys) through [`TcpSender`]:
+//! reconnect with the runner's backoff, at-least-once delivery (a retry
+//! resends the whole batch; carbon keeps the last value written for a path
+//! and second, so a resend changes nothing).
 //!
 //! Checked against carbon-cache 1.1.7 (whisper files read back) and
-//! carbon-c-relay 3.7 (the lines it forwards) in `tests/graphite_sink.rs`.
+//! carbon-c-relay 3.7 (the lines it forwards) in `tests/graphite_sink.rs`,
+//! and over TLS against carbon-c-relay's `ssl` listener in `tests/tcp_tls.rs`.
 
 use conflux_core::Value;
 use conflux_core::metric::MetricRef;
@@ -93,19 +95,30 @@ pub type GraphiteSink = Endpoints<GraphiteEndpoint>;
 pub fn check(net: &NetConfig, cfg: &Config) -> Vec<String> {
     let mut problems = net.problems();
     problems.extend(cfg.problems());
+    let (mut tls, mut bad_url) = (false, false);
     for url in net.all_urls() {
-        if let Err(e) = tcp_client::parse_url(url) {
-            problems.push(e);
+        match tcp_client::parse_url(url) {
+            Ok(target) => tls |= target.tls,
+            Err(e) => {
+                bad_url = true;
+                problems.push(e);
+            }
         }
     }
-    if net.tls() != TlsConfig::default() {
-        problems.push("the `tls_*` keys do not apply: graphite plaintext has no TLS".to_owned());
+    // Judged only when every URL is known.
+    let urls_known = !net.all_urls().is_empty() && !bad_url;
+    if urls_known && !tls && net.tls() != TlsConfig::default() {
+        problems.push(
+            "the `tls_*` keys apply to tls:// URLs only: tcp:// is plain TCP \
+             (write tls://host:port for TLS)"
+                .to_owned(),
+        );
     }
     problems
 }
 
-/// Build the sink: check the settings (no connection yet: each URL connects
-/// on its first batch).
+/// Build the sink: check the settings and read the TLS files (no connection
+/// yet: each URL connects on its first batch).
 ///
 /// # Errors
 /// Every problem with the settings, joined.
@@ -115,10 +128,12 @@ pub fn build(net: &NetConfig, cfg: &Config) -> Result<GraphiteSink, String> {
         return Err(problems.join("; "));
     }
     let serializer_cfg = cfg.serializer();
+    let tls = net.tls();
     let mut endpoints = Vec::new();
     for url in net.all_urls() {
+        let target = tcp_client::parse_url(url)?;
         let endpoint = GraphiteEndpoint {
-            tcp: TcpSender::new(tcp_client::parse_url(url)?, net.timeout()),
+            tcp: TcpSender::build(&target, net.timeout(), &tls)?,
             serializer: Serializer::new(&serializer_cfg).map_err(|e| e.to_string())?,
             buf: Vec::new(),
         };
@@ -238,7 +253,8 @@ mod tests {
         )
         .unwrap();
         let p = check(&net, &c);
-        assert_eq!(p.len(), 5, "{p:?}");
+        // The `tls_*` keys are judged once every URL is known.
+        assert_eq!(p.len(), 4, "{p:?}");
         assert!(
             p.iter().any(|x| x == "`timeout_ms` must be at least 1"),
             "{p:?}"
@@ -265,6 +281,40 @@ mod tests {
         );
         let (net, c) = parse("").unwrap();
         assert_eq!(check(&net, &c), vec!["missing `url` (or `urls`)"]);
+    }
+
+    #[test]
+    fn tls_urls_take_the_tls_keys() {
+        let problems = |text: &str| {
+            let (net, c) = parse(text).unwrap();
+            check(&net, &c)
+        };
+        let keys = "tls_ca_file = \"ca.pem\"\ntls_server_name = \"carbon\"";
+        assert!(problems(&format!("url = \"tls://carbon:2004\"\n{keys}")).is_empty());
+        assert!(
+            problems(&format!(
+                "urls = [\"tcp://a:2003\", \"tls://b:2004\"]\n{keys}"
+            ))
+            .is_empty()
+        );
+        assert_eq!(
+            problems(&format!("url = \"tcp://carbon:2003\"\n{keys}")),
+            vec![
+                "the `tls_*` keys apply to tls:// URLs only: tcp:// is plain TCP \
+                 (write tls://host:port for TLS)"
+            ]
+        );
+        let (net, c) = parse("url = \"tls://127.0.0.1:2004\"").unwrap();
+        let sink = build(&net, &c).unwrap();
+        let tcp = sink.endpoints().next().unwrap().tcp();
+        assert!(tcp.is_tls());
+        assert_eq!(tcp.addr(), "127.0.0.1:2004");
+        let (net, c) = parse(&format!("url = \"tls://carbon:2004\"\n{keys}")).unwrap();
+        let err = build(&net, &c).unwrap_err();
+        assert!(err.contains("ca.pem"), "{err}");
+        let (net, c) = parse("url = \"tls://carbon:2004\"\ntls_server_name = \"a b\"").unwrap();
+        let err = build(&net, &c).unwrap_err();
+        assert!(err.contains("`tls_server_name` \"a b\""), "{err}");
     }
 
     #[test]

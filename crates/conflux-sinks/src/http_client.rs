@@ -58,7 +58,7 @@ impl Default for ClientConfig {
     }
 }
 
-/// TLS settings for `https://` URLs.
+/// TLS settings for `https://` URLs (and the `tls://` URLs of the TCP sinks).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsConfig {
     /// PEM CA certificates to trust instead of the system's.
@@ -72,7 +72,8 @@ pub struct TlsConfig {
 }
 
 impl TlsConfig {
-    /// The rustls client configuration.
+    /// The rustls client configuration: what every TLS client of the sinks
+    /// uses (the HTTP client and the `tls://` sender of `tcp_client`).
     ///
     /// # Errors
     /// A file that cannot be read or holds no usable certificate or key.
@@ -109,6 +110,20 @@ impl TlsConfig {
             }
             _ => Ok(builder.with_no_client_auth()),
         }
+    }
+
+    /// `server_name` checked, if set.
+    ///
+    /// # Errors
+    /// A name that is neither a DNS name nor an IP address.
+    pub fn server_name(&self) -> Result<Option<ServerName<'static>>, String> {
+        self.server_name
+            .as_ref()
+            .map(|name| {
+                ServerName::try_from(name.clone())
+                    .map_err(|e| format!("`tls_server_name` {name:?}: {e}"))
+            })
+            .transpose()
     }
 }
 
@@ -185,12 +200,8 @@ impl HttpClient {
         // The TLS connector hands `http://` to the plain connector.
         http.enforce_http(false);
         let resolver: Arc<dyn hyper_rustls::ResolveServerName + Send + Sync> =
-            match &tls.server_name {
-                Some(name) => {
-                    let name = ServerName::try_from(name.clone())
-                        .map_err(|e| format!("`tls_server_name` {name:?}: {e}"))?;
-                    Arc::new(FixedServerNameResolver::new(name))
-                }
+            match tls.server_name()? {
+                Some(name) => Arc::new(FixedServerNameResolver::new(name)),
                 None => Arc::new(DefaultServerNameResolver::default()),
             };
         let connector = HttpsConnector::new(http, tls.client_config()?, false, resolver);

@@ -436,7 +436,8 @@ pub fn build(net: &NetConfig, cfg: &Config) -> Result<InfluxSink, String> {
             lines: Vec::new(),
             work: Vec::new(),
             gz: Vec::new(),
-            scratch: Batch::new(),
+            // A metric the listener accepted is rebuilt whatever its size.
+            scratch: Batch::unlimited(),
         };
         endpoints.push((url.to_owned(), endpoint));
     }
@@ -738,6 +739,25 @@ impl Endpoint for InfluxEndpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_metric_past_the_default_listener_limits_is_still_rewritten() {
+        // A listener configured above the defaults accepted 300 tags; the
+        // rewrite of its unsigned field must not fall back to `u`.
+        let mut src = Batch::unlimited();
+        let mut b = src.metric("m");
+        for i in 0..300 {
+            b.tag(&format!("k{i:03}"), "v");
+        }
+        b.field("n", Value::UInt(7));
+        b.finish(1).unwrap();
+        let mut scratch = Batch::unlimited();
+        let mut out = Vec::new();
+        encode_without_uint(&src.get(0), Precision::Ns, &mut scratch, &mut out);
+        let line = String::from_utf8(out).unwrap();
+        assert!(line.ends_with(" n=7i 1\n"), "{line}");
+        assert_eq!(line.matches('=').count(), 301);
+    }
 
     fn cfg(text: &str) -> Config {
         toml::from_str(text).unwrap()

@@ -16,7 +16,7 @@
 //! - [`influx`]: the `influx` sink (line protocol to InfluxDB 1.x `/write` or
 //!   2.x `/api/v2/write`).
 //! - [`prometheus`]: the `prometheus` sink (remote write 1.0).
-//! - [`graphite`]: the `graphite` sink (plaintext over TCP).
+//! - [`graphite`]: the `graphite` sink (plaintext over TCP or TLS).
 //! - [`opentsdb`]: the `opentsdb` sink (HTTP `/api/put` or telnet `put`).
 
 pub mod blackhole;
@@ -30,7 +30,7 @@ pub mod kairosdb;
 pub mod opentsdb;
 pub mod prometheus;
 pub mod runner;
-/// The persistent TCP connection the `graphite` and `opentsdb` (telnet) sinks share.
+/// The persistent TCP or TLS connection the `graphite` and `opentsdb` (telnet) sinks share.
 pub mod tcp_client;
 
 pub use runner::{Runner, RunnerConfig, Sent, Sink, SinkError, Stop};

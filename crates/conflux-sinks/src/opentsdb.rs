@@ -20,8 +20,9 @@
 //!     through);
 //!   - anything else as every HTTP sink ([`http_client::classify`]): 5xx,
 //!     408, 429 and timeouts are retried.
-//! - `tcp://host:4242`: telnet `put` lines over one persistent connection
-//!   ([`TcpSender`]: reconnect with backoff, at-least-once). OpenTSDB answers
+//! - `tcp://host:4242` (or `tls://` for TLS with the `tls_*` keys): telnet
+//!   `put` lines over one persistent connection ([`TcpSender`]: reconnect
+//!   with backoff, at-least-once). OpenTSDB answers
 //!   a bad line with a `put: …` line and nothing for a good one; before each
 //!   write the sink reads, without waiting, what the server wrote so far and
 //!   counts each line as one rejected point, with the first as the message.
@@ -137,12 +138,12 @@ impl Config {
 /// What a URL of this sink is.
 enum Url {
     Http(Uri),
-    Telnet(String),
+    Telnet(tcp_client::Target),
 }
 
 fn parse_url(url: &str) -> Result<Url, String> {
     match url.split_once("://").map(|(s, _)| s) {
-        Some("tcp") => tcp_client::parse_url(url).map(Url::Telnet),
+        Some("tcp" | "tls") => tcp_client::parse_url(url).map(Url::Telnet),
         Some("http" | "https") => {
             let uri = http_client::parse_url(url)?;
             if uri.path() != API_PUT {
@@ -151,7 +152,7 @@ fn parse_url(url: &str) -> Result<Url, String> {
             Ok(Url::Http(with_details(&uri)?))
         }
         _ => Err(format!(
-            "`url` = {url:?} must start with http://, https:// (…{API_PUT}) or tcp://"
+            "`url` = {url:?} must start with http://, https:// (…{API_PUT}), tcp:// or tls://"
         )),
     }
 }
@@ -184,14 +185,14 @@ pub type OpentsdbSink = Endpoints<OpentsdbEndpoint>;
 pub fn check(net: &NetConfig, cfg: &Config) -> Vec<String> {
     let mut problems = net.problems();
     problems.extend(cfg.problems());
-    let (mut http, mut https, mut bad_url) = (false, false, false);
+    let (mut http, mut tls, mut bad_url) = (false, false, false);
     for url in net.all_urls() {
         match parse_url(url) {
             Ok(Url::Http(uri)) => {
                 http = true;
-                https |= uri.scheme_str() == Some("https");
+                tls |= uri.scheme_str() == Some("https");
             }
-            Ok(Url::Telnet(_)) => {}
+            Ok(Url::Telnet(target)) => tls |= target.tls,
             Err(e) => {
                 bad_url = true;
                 problems.push(e);
@@ -211,14 +212,18 @@ pub fn check(net: &NetConfig, cfg: &Config) -> Vec<String> {
             }
         }
     }
-    if urls_known && !https && net.tls() != TlsConfig::default() {
-        problems.push("the `tls_*` keys apply to https:// URLs only".to_owned());
+    if urls_known && !tls && net.tls() != TlsConfig::default() {
+        problems.push(
+            "the `tls_*` keys apply to https:// and tls:// URLs only: tcp:// is plain TCP \
+             (write tls://host:port for telnet over TLS)"
+                .to_owned(),
+        );
     }
     problems
 }
 
-/// Build the sink: check the URLs, open the HTTP client when a URL needs it
-/// (no connection yet).
+/// Build the sink: check the URLs, open the HTTP client when a URL needs it,
+/// read the TLS files (no connection yet).
 ///
 /// # Errors
 /// Every problem with the settings, joined.
@@ -238,7 +243,8 @@ pub fn build(net: &NetConfig, cfg: &Config) -> Result<OpentsdbSink, String> {
         let common = Common {
             encoder: Encoder::new(naming.clone()),
             unit: cfg.timestamp_unit,
-            scratch: Batch::new(),
+            // A metric the listener accepted is rebuilt whatever its size.
+            scratch: Batch::unlimited(),
             buf: Vec::new(),
         };
         let endpoint = match parse_url(url)? {
@@ -256,8 +262,8 @@ pub fn build(net: &NetConfig, cfg: &Config) -> Result<OpentsdbSink, String> {
                     spans: Vec::new(),
                 }))
             }
-            Url::Telnet(addr) => OpentsdbEndpoint::Telnet(Box::new(TelnetEndpoint {
-                tcp: TcpSender::new(addr, net.timeout()),
+            Url::Telnet(target) => OpentsdbEndpoint::Telnet(Box::new(TelnetEndpoint {
+                tcp: TcpSender::build(&target, net.timeout(), &net.tls())?,
                 common,
                 replies: Replies::default(),
             })),
@@ -272,7 +278,7 @@ pub fn build(net: &NetConfig, cfg: &Config) -> Result<OpentsdbSink, String> {
 pub enum OpentsdbEndpoint {
     /// `http(s)://…/api/put`.
     Http(Box<HttpEndpoint>),
-    /// `tcp://host:port`.
+    /// `tcp://host:port` or `tls://host:port`.
     Telnet(Box<TelnetEndpoint>),
 }
 
@@ -569,7 +575,7 @@ fn object_spans(json: &[u8], out: &mut Vec<(usize, usize)>) {
     }
 }
 
-/// Sends telnet `put` lines to one `tcp://` URL.
+/// Sends telnet `put` lines to one `tcp://` or `tls://` URL.
 #[derive(Debug)]
 pub struct TelnetEndpoint {
     tcp: TcpSender,
@@ -736,11 +742,48 @@ mod tests {
         assert_eq!(p.len(), 4, "{p:?}");
         assert!(p[0].contains("must have the path /api/put"), "{p:?}");
         assert!(
-            p[1].contains("must start with http://, https:// (…/api/put) or tcp://"),
+            p[1].contains("must start with http://, https:// (…/api/put), tcp:// or tls://"),
             "{p:?}"
         );
         assert!(p[2].contains("needs a port"), "{p:?}");
         assert!(p[3].contains("without a path"), "{p:?}");
+    }
+
+    const TLS_KEYS: &str = "the `tls_*` keys apply to https:// and tls:// URLs only: tcp:// is \
+                            plain TCP (write tls://host:port for telnet over TLS)";
+
+    #[test]
+    fn tls_urls_take_the_tls_keys() {
+        let keys = "tls_server_name = \"localhost\"";
+        assert!(problems(&format!("url = \"tls://tsdb:4242\"\n{keys}")).is_empty());
+        // A TLS URL beside a plain one: the keys apply to it.
+        assert!(
+            problems(&format!(
+                "urls = [\"tcp://a:4242\", \"tls://b:4242\"]\n{keys}"
+            ))
+            .is_empty()
+        );
+        assert_eq!(
+            problems(&format!("url = \"tcp://tsdb:4242\"\n{keys}")),
+            vec![TLS_KEYS]
+        );
+        let p = problems("url = \"tls://tsdb\"");
+        assert_eq!(
+            p,
+            vec!["`url` = \"tls://tsdb\" needs a port (tls://host:port)"]
+        );
+        let (net, c) = parse("url = \"tls://127.0.0.1:4242\"").unwrap();
+        let sink = build(&net, &c).unwrap();
+        let Some(OpentsdbEndpoint::Telnet(t)) = sink.endpoints().next() else {
+            panic!("not telnet")
+        };
+        assert!(t.tcp().is_tls());
+        assert_eq!(t.tcp().addr(), "127.0.0.1:4242");
+        // The TLS files are read when the sink is built.
+        let (net, c) =
+            parse("url = \"tls://tsdb:4242\"\ntls_ca_file = \"/nonexistent/ca.pem\"").unwrap();
+        let err = build(&net, &c).unwrap_err();
+        assert!(err.contains("/nonexistent/ca.pem"), "{err}");
     }
 
     #[test]
@@ -760,10 +803,7 @@ mod tests {
             p.contains(&"`http_batch_size` must be at least 1".to_owned()),
             "{p:?}"
         );
-        assert!(
-            p.contains(&"the `tls_*` keys apply to https:// URLs only".to_owned()),
-            "{p:?}"
-        );
+        assert!(p.contains(&TLS_KEYS.to_owned()), "{p:?}");
         assert_eq!(p.len(), 6, "{p:?}");
         let p = problems(
             "url = \"tcp://tsdb:4242\"\nusername = \"u\"\npassword = \"p\"\nhttp_batch_size = 5\ntls_server_name = \"x\"",
@@ -774,7 +814,7 @@ mod tests {
                 "`username` applies to http:// and https:// URLs only",
                 "`password` applies to http:// and https:// URLs only",
                 "`http_batch_size` applies to http:// and https:// URLs only",
-                "the `tls_*` keys apply to https:// URLs only",
+                TLS_KEYS,
             ]
         );
         let err = parse("url = \"tcp://tsdb:4242\"\nbatch_size = 5").unwrap_err();

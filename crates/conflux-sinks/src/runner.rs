@@ -582,6 +582,7 @@ mod tests {
                 when_full: WhenFull::Block,
             },
             spool: None,
+            max_new_series_per_hour: None,
         }]);
         let stop = Stop::default();
         let runner = Runner::new(probe, "probe", rx.remove(0), cfg);

@@ -270,6 +270,7 @@ async fn values_and_ttl_arrive_exactly_at_a_kairosdb_listener() {
             when_full: WhenFull::Block,
         },
         spool: None,
+        max_new_series_per_hour: None,
     }]);
     let shutdown = CancellationToken::new();
     let ctx = ListenerContext {

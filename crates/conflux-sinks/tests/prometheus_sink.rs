@@ -123,6 +123,7 @@ async fn views(batch: Batch) -> Vec<BatchView> {
             when_full: WhenFull::Block,
         },
         spool: None,
+        max_new_series_per_hour: None,
     }]);
     p.ingest("test").submit(batch).await.unwrap();
     vec![rx[0].recv().await.unwrap()]

@@ -26,6 +26,7 @@ async fn views() -> Vec<BatchView> {
             when_full: WhenFull::Block,
         },
         spool: None,
+        max_new_series_per_hour: None,
     }]);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -11,11 +11,24 @@
 //!
 //! `-s` (submission mode) keeps the relay's own statistics out of the stream,
 //! `-b 1` sends each line on at once, `-w 1` is one worker.
+//!
+//! [`CarbonRelay::start_tls`] adds a TLS listener (Debian's build has
+//! OpenSSL: `carbon-c-relay -v` says `enabled support for: ssl`):
+//!
+//! ```text
+//! listen type linemode transport plain ssl <tmp>/server.pem 127.0.0.1:<port> proto tcp;
+//! ```
+//!
+//! where `server.pem` holds the [`Pki`]'s server certificate and then its
+//! key (the relay reads both from the one file). The relay (3.7) asks no
+//! client for a certificate, and closes a connection without sending a
+//! `close_notify`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 
+use crate::pki::Pki;
 use crate::{
     DATA_TIMEOUT, Process, free_addrs, launch, poll, read_or_empty, server_dir, write_file,
 };
@@ -29,6 +42,8 @@ use crate::{
 pub struct CarbonRelay {
     /// Graphite plaintext (TCP).
     pub line: SocketAddr,
+    /// Graphite plaintext over TLS, when started with [`CarbonRelay::start_tls`].
+    pub tls: Option<SocketAddr>,
     out: PathBuf,
     process: Process,
 }
@@ -40,16 +55,42 @@ impl CarbonRelay {
     /// When the binary is missing (with the package to install), when it does
     /// not listen within 30 s, or when it exits during startup three times.
     pub fn start() -> CarbonRelay {
+        Self::start_with(None)
+    }
+
+    /// Starts one with a TLS listener besides the plain one ([`CarbonRelay::tls`]),
+    /// serving `pki`'s server certificate (for `localhost` and `127.0.0.1`).
+    ///
+    /// # Panics
+    /// As [`CarbonRelay::start`]; also when the certificate files cannot be read.
+    pub fn start_tls(pki: &Pki) -> CarbonRelay {
+        Self::start_with(Some(pki))
+    }
+
+    fn start_with(pki: Option<&Pki>) -> CarbonRelay {
         launch("carbon-c-relay", || {
-            let [line] = free_addrs();
+            let [line, tls_addr] = free_addrs();
             let dir = server_dir("carbon-relay");
             let out = dir.path().join("out.txt");
-            let config = format!(
-                "listen type linemode {line} proto tcp;\n\
-                 cluster out file {};\n\
+            let mut config = format!("listen type linemode {line} proto tcp;\n");
+            let tls = pki.map(|pki| {
+                let read = |path: &std::path::Path| {
+                    std::fs::read_to_string(path)
+                        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+                };
+                let pem = format!("{}{}", read(&pki.server_cert), read(&pki.server_key));
+                write_file(dir.path(), "server.pem", &pem);
+                config.push_str(&format!(
+                    "listen type linemode transport plain ssl {} {tls_addr} proto tcp;\n",
+                    dir.path().join("server.pem").display()
+                ));
+                tls_addr
+            });
+            config.push_str(&format!(
+                "cluster out file {};\n\
                  match * send to out stop;\n",
                 out.display()
-            );
+            ));
             write_file(dir.path(), "relay.conf", &config);
             let mut command = Command::new("carbon-c-relay");
             command
@@ -57,8 +98,13 @@ impl CarbonRelay {
                 .arg(dir.path().join("relay.conf"))
                 .args(["-s", "-b", "1", "-w", "1"]);
             let mut process = Process::spawn("carbon-c-relay", "carbon-c-relay", dir, command);
-            process.wait_ready(|p| p.listens_on(line))?;
-            Ok(CarbonRelay { line, out, process })
+            process.wait_ready(|p| p.listens_on(line) && tls.is_none_or(|a| p.listens_on(a)))?;
+            Ok(CarbonRelay {
+                line,
+                tls,
+                out,
+                process,
+            })
         })
     }
 
