@@ -55,6 +55,7 @@ fn fanout(c: &mut Criterion) {
                         when_full: WhenFull::Block,
                     },
                     spool: None,
+                    max_new_series_per_hour: None,
                 })
                 .collect();
             let (pipeline, mut receivers) = Pipeline::new(specs);

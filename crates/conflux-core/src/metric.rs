@@ -192,6 +192,58 @@ pub enum MetricError {
     /// The batch arena would pass 4 GiB.
     #[error("batch too large")]
     BatchTooLarge,
+    /// More tags than the batch's [`Limits::max_tags`], counted after
+    /// duplicate keys collapsed.
+    #[error("too many tags (max {max})")]
+    TooManyTags {
+        /// The limit that was passed.
+        max: usize,
+    },
+    /// A series key longer than the batch's [`Limits::max_series_key_bytes`].
+    #[error("series key too long (max {max} bytes)")]
+    SeriesKeyTooLong {
+        /// The limit that was passed, in bytes.
+        max: usize,
+    },
+}
+
+/// Per-metric limits a [`Batch`] enforces in [`MetricBuilder::finish`]: what
+/// keeps one hostile or runaway client from filling the gateway and every
+/// backend behind it with giant series. Listeners set them from their config
+/// (`max_tags_per_metric`, `max_series_key_bytes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most tags one metric may carry, counted after duplicate keys collapsed.
+    pub max_tags: usize,
+    /// Longest series key in bytes, measured as InfluxDB's unescaped key:
+    /// the name, then `,key=value` for each tag, so `name.len()` plus
+    /// `1 + key.len() + 1 + value.len()` per tag.
+    pub max_series_key_bytes: usize,
+}
+
+impl Limits {
+    /// Default of [`Limits::max_tags`]: generous (VictoriaMetrics allows far
+    /// fewer labels by default), so that nothing which works without the
+    /// limit breaks.
+    pub const DEFAULT_MAX_TAGS: usize = 256;
+    /// Default of [`Limits::max_series_key_bytes`]: InfluxDB's hard cap on a
+    /// series key (`models.MaxKeyLength`).
+    pub const DEFAULT_MAX_SERIES_KEY_BYTES: usize = 65_535;
+    /// No limit, for batches that only copy metrics accepted before.
+    pub const UNLIMITED: Limits = Limits {
+        max_tags: usize::MAX,
+        max_series_key_bytes: usize::MAX,
+    };
+}
+
+impl Default for Limits {
+    /// 256 tags and 65535 bytes of series key.
+    fn default() -> Self {
+        Limits {
+            max_tags: Self::DEFAULT_MAX_TAGS,
+            max_series_key_bytes: Self::DEFAULT_MAX_SERIES_KEY_BYTES,
+        }
+    }
 }
 
 /// How [`MetricBuilder::finish_with`] treats two tags with the same key.
@@ -244,12 +296,16 @@ struct Rec {
 }
 
 /// Many metrics in one arena. Shared between sinks as `Arc<Batch>`.
+///
+/// A batch carries the [`Limits`] its builder checks (the defaults unless
+/// [`Batch::set_limits`] changed them); they are not part of equality.
 #[derive(Clone, Default)]
 pub struct Batch {
     arena: String,
     metrics: Vec<Rec>,
     tags: Vec<TagRec>,
     fields: Vec<FieldRec>,
+    limits: Limits,
 }
 
 impl fmt::Debug for Batch {
@@ -265,7 +321,7 @@ impl PartialEq for Batch {
 }
 
 impl Batch {
-    /// An empty batch.
+    /// An empty batch with the default [`Limits`].
     pub fn new() -> Self {
         Self::default()
     }
@@ -278,7 +334,27 @@ impl Batch {
             metrics: Vec::with_capacity(metrics),
             tags: Vec::with_capacity(metrics * 10),
             fields: Vec::with_capacity(metrics * 10),
+            limits: Limits::default(),
         }
+    }
+
+    /// An empty batch without limits, for code that rebuilds metrics a
+    /// listener accepted before (sinks), which must never lose one.
+    pub fn unlimited() -> Self {
+        let mut b = Batch::new();
+        b.set_limits(Limits::UNLIMITED);
+        b
+    }
+
+    /// Set the limits checked for every metric added from now on (metrics
+    /// already in the batch are not checked again). [`Batch::clear`] keeps them.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// The limits checked for metrics added to this batch.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// Number of metrics.
@@ -301,7 +377,7 @@ impl Batch {
         self.arena.len()
     }
 
-    /// Remove every metric, keeping the allocations for reuse.
+    /// Remove every metric, keeping the allocations and the limits for reuse.
     pub fn clear(&mut self) {
         self.arena.clear();
         self.metrics.clear();
@@ -337,16 +413,19 @@ impl Batch {
             fields: self.fields.len(),
         };
         let name = self.intern(name);
+        let limits = self.limits;
         MetricBuilder {
             batch: self,
             mark,
             name,
             ttl: 0,
+            limits,
             finished: false,
         }
     }
 
-    /// Add an owned metric, checking the same rules as the builder.
+    /// Add an owned metric, checking the same rules as the builder, the
+    /// batch's [`Limits`] included.
     ///
     /// # Errors
     /// The rule the metric breaks; the batch is then unchanged.
@@ -361,7 +440,8 @@ impl Batch {
         b.finish(metric.timestamp)
     }
 
-    /// Add a metric read from another batch (already valid).
+    /// Add a metric read from another batch (already valid). This batch's
+    /// [`Limits`] are not checked: the metric was accepted under the source's.
     pub fn push_ref(&mut self, metric: MetricRef<'_>) {
         let mut b = self.metric(metric.name());
         for (k, v) in metric.tags() {
@@ -371,6 +451,8 @@ impl Batch {
             b.field(k, v);
         }
         b.ttl(metric.ttl().unwrap_or(0));
+        // A copy must never lose a metric to limits narrower than the source's.
+        b.limits = Limits::UNLIMITED;
         // The source already holds the invariants; only the 4 GiB cap can fail.
         let _ = b.finish(metric.timestamp());
     }
@@ -413,7 +495,8 @@ impl<'a> IntoIterator for &'a Batch {
 }
 
 impl FromIterator<Metric> for Batch {
-    /// Collect owned metrics; invalid ones are skipped (use [`Batch::push`] to see why).
+    /// Collect owned metrics under the default [`Limits`]; invalid ones are
+    /// skipped (use [`Batch::push`] to see why).
     fn from_iter<T: IntoIterator<Item = Metric>>(iter: T) -> Self {
         let mut batch = Batch::new();
         for m in iter {
@@ -436,6 +519,8 @@ pub struct MetricBuilder<'b> {
     mark: Mark,
     name: Span,
     ttl: u32,
+    /// The batch's limits, copied when the builder started.
+    limits: Limits,
     finished: bool,
 }
 
@@ -480,7 +565,8 @@ impl MetricBuilder<'_> {
         self.batch.tags.len() - self.mark.tags
     }
 
-    /// Finish the metric, rejecting duplicate tag keys.
+    /// Finish the metric, rejecting duplicate tag keys and a metric past the
+    /// batch's [`Limits`].
     ///
     /// # Errors
     /// The rule the metric breaks; the batch is then as it was before
@@ -489,7 +575,9 @@ impl MetricBuilder<'_> {
         self.finish_with(timestamp_ns, DuplicateTags::Reject)
     }
 
-    /// Finish the metric with a chosen rule for duplicate tag keys.
+    /// Finish the metric with a chosen rule for duplicate tag keys. With
+    /// [`DuplicateTags::LastWins`] the tag limit counts the tags left once
+    /// duplicates collapsed.
     ///
     /// # Errors
     /// As [`MetricBuilder::finish`].
@@ -549,6 +637,28 @@ impl MetricBuilder<'_> {
                     }
                     b.tags.truncate(out);
                 }
+            }
+        }
+
+        // Limits, on what is left after duplicates collapsed.
+        let tags = &b.tags[self.mark.tags..];
+        let limits = self.limits;
+        if tags.len() > limits.max_tags {
+            return Err(MetricError::TooManyTags {
+                max: limits.max_tags,
+            });
+        }
+        // The key is made of bytes interned since the mark plus `,` and `=`
+        // per tag: when that bound fits, the key does, and no tag is read.
+        let bound = (b.arena.len() - self.mark.arena).saturating_add(2 * tags.len());
+        if bound > limits.max_series_key_bytes {
+            let key = tags.iter().fold(self.name.len as usize, |n, t| {
+                n.saturating_add(2 + t.key.len as usize + t.value.len as usize)
+            });
+            if key > limits.max_series_key_bytes {
+                return Err(MetricError::SeriesKeyTooLong {
+                    max: limits.max_series_key_bytes,
+                });
             }
         }
 
@@ -927,6 +1037,166 @@ mod tests {
         }
         b.push(&m("next").field("v", 1.0)).unwrap();
         assert_eq!(b.get(0).ttl(), None);
+    }
+
+    /// A metric named `m` with `n` tags `k000=v` … and one field.
+    fn tagged(n: usize) -> Metric {
+        (0..n).fold(m("m").field("f", 1.0), |acc, i| {
+            acc.tag(format!("k{i:03}"), "v")
+        })
+    }
+
+    fn limited(max_tags: usize, max_series_key_bytes: usize) -> Batch {
+        let mut b = Batch::new();
+        b.set_limits(Limits {
+            max_tags,
+            max_series_key_bytes,
+        });
+        b
+    }
+
+    #[test]
+    fn default_limits_are_256_tags_and_65535_key_bytes() {
+        let l = Limits::default();
+        assert_eq!((l.max_tags, l.max_series_key_bytes), (256, 65_535));
+        assert_eq!(Batch::new().limits(), l);
+        assert_eq!(Batch::default().limits(), l);
+        assert_eq!(Batch::with_capacity(1, 1).limits(), l);
+    }
+
+    #[test]
+    fn tag_limit_passes_at_the_limit_and_fails_one_over() {
+        let mut b = Batch::new();
+        b.push(&tagged(256)).unwrap();
+        assert_eq!(
+            b.push(&tagged(257)),
+            Err(MetricError::TooManyTags { max: 256 })
+        );
+        let mut b = limited(3, usize::MAX);
+        b.push(&tagged(3)).unwrap();
+        let err = b.push(&tagged(4)).unwrap_err();
+        assert_eq!(err, MetricError::TooManyTags { max: 3 });
+        assert_eq!(err.to_string(), "too many tags (max 3)");
+        // No tags at all is fine with a limit of 0.
+        let mut b = limited(0, usize::MAX);
+        b.push(&tagged(0)).unwrap();
+        assert!(b.push(&tagged(1)).is_err());
+    }
+
+    #[test]
+    fn series_key_limit_counts_name_commas_and_equals() {
+        // `cpu,host=a,dc=eu` unescaped: 3 + (1+4+1+1) + (1+2+1+2) = 16 bytes.
+        let cpu = m("cpu")
+            .tag("host", "a")
+            .tag("dc", "eu")
+            .field("value", "a long string field");
+        let mut b = limited(usize::MAX, 16);
+        b.push(&cpu).unwrap();
+        let mut b = limited(usize::MAX, 15);
+        let err = b.push(&cpu).unwrap_err();
+        assert_eq!(err, MetricError::SeriesKeyTooLong { max: 15 });
+        assert_eq!(err.to_string(), "series key too long (max 15 bytes)");
+        // Field keys and values are no part of the key.
+        let mut b = limited(usize::MAX, 3);
+        b.push(&m("cpu").field(&*"f".repeat(100), "v".repeat(100)))
+            .unwrap();
+        assert_eq!(
+            b.push(&m("cpus").field("f", 1.0)),
+            Err(MetricError::SeriesKeyTooLong { max: 3 })
+        );
+    }
+
+    #[test]
+    fn default_series_key_limit_is_65535_bytes() {
+        // "m" + ",k=" + value: 4 bytes besides the value.
+        let mut b = Batch::new();
+        b.push(&m("m").tag("k", "x".repeat(65_531)).field("f", 1.0))
+            .unwrap();
+        assert_eq!(
+            b.push(&m("m").tag("k", "x".repeat(65_532)).field("f", 1.0)),
+            Err(MetricError::SeriesKeyTooLong { max: 65_535 })
+        );
+        assert_eq!(b.len(), 1);
+    }
+
+    #[test]
+    fn limits_count_tags_after_duplicates_collapse() {
+        let mut b = limited(2, usize::MAX);
+        let mut mb = b.metric("x");
+        mb.tag("a", "1").tag("b", "1").tag("a", "2").tag("b", "2");
+        mb.field("v", Value::Int(1));
+        mb.finish_with(0, DuplicateTags::LastWins).unwrap();
+        assert_eq!(
+            b.get(0).tags().collect::<Vec<_>>(),
+            vec![("a", "2"), ("b", "2")]
+        );
+        // Rejecting duplicates reports the duplicate, not the count.
+        let mut mb = b.metric("x");
+        mb.tag("a", "1").tag("b", "1").tag("a", "2");
+        mb.field("v", Value::Int(1));
+        assert_eq!(mb.finish(0), Err(MetricError::DuplicateTag));
+        // The key of the collapsed tags: "x,a=2" is 5 bytes, not 9 with "a=1".
+        let mut b = limited(usize::MAX, 5);
+        let mut mb = b.metric("x");
+        mb.tag("a", "1").tag("a", "2").field("v", Value::Int(1));
+        mb.finish_with(0, DuplicateTags::LastWins).unwrap();
+        // Three distinct tags after collapsing are still too many.
+        let mut b = limited(2, usize::MAX);
+        let mut mb = b.metric("x");
+        mb.tag("a", "1").tag("b", "1").tag("c", "1").tag("a", "2");
+        mb.field("v", Value::Int(1));
+        assert_eq!(
+            mb.finish_with(0, DuplicateTags::LastWins),
+            Err(MetricError::TooManyTags { max: 2 })
+        );
+    }
+
+    #[test]
+    fn a_metric_past_a_limit_leaves_the_batch_unchanged() {
+        let mut b = limited(2, 20);
+        b.push(&m("ok").tag("a", "1").field("v", 1.0)).unwrap();
+        let (bytes, points) = (b.arena_bytes(), b.points());
+        assert!(b.push(&tagged(3)).is_err());
+        assert!(
+            b.push(&m("long").tag("k", "v".repeat(50)).field("v", 1.0))
+                .is_err()
+        );
+        assert_eq!(b.len(), 1);
+        assert_eq!(b.arena_bytes(), bytes);
+        assert_eq!(b.points(), points);
+        // The next metric lands where the rejected ones would have.
+        b.push(&m("next").tag("b", "2").field("v", 2.0)).unwrap();
+        assert_eq!(b.get(1).tags().collect::<Vec<_>>(), vec![("b", "2")]);
+    }
+
+    #[test]
+    fn clone_and_clear_keep_the_limits() {
+        let mut b = limited(4, 100);
+        b.push(&tagged(2)).unwrap();
+        let c = b.clone();
+        assert_eq!(c.limits(), b.limits());
+        b.clear();
+        assert!(b.is_empty());
+        assert_eq!(
+            b.limits(),
+            Limits {
+                max_tags: 4,
+                max_series_key_bytes: 100
+            }
+        );
+        assert!(b.push(&tagged(5)).is_err());
+    }
+
+    #[test]
+    fn push_ref_copies_past_the_target_limits() {
+        let mut wide = limited(300, usize::MAX);
+        wide.push(&tagged(300)).unwrap();
+        let mut narrow = limited(2, 10);
+        narrow.push_ref(wide.get(0));
+        assert_eq!(narrow.len(), 1);
+        assert_eq!(narrow.get(0).tags().len(), 300);
+        // The builder of the target still checks what is added to it.
+        assert!(narrow.push(&tagged(3)).is_err());
     }
 
     #[test]

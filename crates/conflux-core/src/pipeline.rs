@@ -22,7 +22,16 @@
 //! reads the spool; so for one connection (whose submits follow each other)
 //! everything in memory is older than everything unread on disk.
 //!
+//! A sink with `max_new_series_per_hour` narrows its share of each batch once
+//! more, right after its filter: metrics of series it has not seen recently
+//! pass while the hour's budget lasts, then are dropped and counted; known
+//! series always pass (see [`cardinality`]). The limiter decides before room
+//! is reserved, so a batch refused for want of room has still used budget,
+//! and its retry finds those series known.
+//!
 //! [`wire`]: crate::metric::wire
+
+pub mod cardinality;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +49,7 @@ use tokio_util::sync::CancellationToken;
 use crate::filter::Filter;
 use crate::metric::{Batch, MetricRef, wire};
 use crate::telemetry;
+use cardinality::SinkLimit;
 
 /// What a sink's queue does when a batch does not fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -86,6 +96,9 @@ pub struct SinkSpec {
     pub queue: QueueConfig,
     /// Its disk spool; used when `queue.when_full` is [`WhenFull::Spool`].
     pub spool: Option<SpoolSpec>,
+    /// Its cardinality limit: at most this many new series per hour window
+    /// (see [`cardinality`]); `None` for no limit.
+    pub max_new_series_per_hour: Option<u64>,
 }
 
 /// A sink's open disk spool and how it is used.
@@ -145,6 +158,7 @@ struct SinkQueue {
     dropped_full: Counter,
     dropped_closed: Counter,
     last_spool_error_log: AtomicU64,
+    limit: Option<SinkLimit>,
 }
 
 /// [`WhenFull`] with what it needs: `spool` always has its spool.
@@ -193,6 +207,9 @@ impl Pipeline {
             };
             let spool_gauges = spool.as_ref().map(|_| SpoolGauges::new(&name));
             let closed = CancellationToken::new();
+            let limit = spec
+                .max_new_series_per_hour
+                .map(|max| SinkLimit::new(name.clone(), max, Instant::now().into_std()));
             let q = Arc::new(SinkQueue {
                 name: name.clone(),
                 filter: spec.filter,
@@ -213,6 +230,7 @@ impl Pipeline {
                     "sink" => name.to_string(),
                     "reason" => "closed"
                 ),
+                limit,
             });
             if let (Some(s), Some(g)) = (&spool, &spool_gauges) {
                 g.refresh(&s.spool);
@@ -343,6 +361,13 @@ impl Ingest {
             } else {
                 None
             };
+            let pick = match &q.limit {
+                Some(limit) => limit.apply(&batch, pick, Instant::now().into_std()),
+                None => pick,
+            };
+            if pick.as_deref().is_some_and(<[u32]>::is_empty) {
+                continue;
+            }
             let metrics = pick.as_ref().map_or(batch.len(), |p| p.len());
             let n = q.permits_for(metrics);
             let reserved = match &q.policy {
@@ -810,6 +835,7 @@ mod tests {
                 when_full,
             },
             spool: None,
+            max_new_series_per_hour: None,
         }
     }
 
@@ -1038,6 +1064,59 @@ mod tests {
         drop(p);
         let (_p, mut rx) = Pipeline::new(vec![spooling(dir.path(), 100, false, 1 << 20)]);
         assert_eq!(names(&rx[0].recv().await.unwrap()), ["a", "b"]);
+    }
+
+    fn hosts(hosts: &[&str]) -> Batch {
+        hosts
+            .iter()
+            .map(|h| Metric::new("cpu").tag("host", *h).field("v", 1.0))
+            .collect()
+    }
+
+    fn host_tags(v: &BatchView) -> Vec<String> {
+        v.iter()
+            .map(|m| m.tag("host").unwrap().to_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_series_limit_narrows_only_its_own_sink() {
+        let (p, mut rx) = Pipeline::new(vec![
+            SinkSpec {
+                max_new_series_per_hour: Some(2),
+                ..spec("limited", "", 100, WhenFull::Block)
+            },
+            spec("free", "", 100, WhenFull::Block),
+        ]);
+        let i = p.ingest("x");
+        i.submit(hosts(&["a", "b", "c", "d"])).await.unwrap();
+        assert_eq!(host_tags(&rx[0].try_recv().unwrap()), ["a", "b"]);
+        assert_eq!(host_tags(&rx[1].try_recv().unwrap()), ["a", "b", "c", "d"]);
+        // Known series keep flowing; a batch of only new ones does not reach
+        // the limited sink at all.
+        let ack = i.submit(hosts(&["c", "b", "a"])).await.unwrap();
+        assert_eq!(ack.queued, 2);
+        assert_eq!(host_tags(&rx[0].try_recv().unwrap()), ["b", "a"]);
+        let ack = i.submit(hosts(&["e"])).await.unwrap();
+        assert_eq!(ack.queued, 1);
+        assert!(rx[0].try_recv().is_none());
+        assert_eq!(rx[1].try_recv().unwrap().len(), 3);
+        assert_eq!(host_tags(&rx[1].try_recv().unwrap()), ["e"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_series_limit_applies_after_the_filter_and_renews_hourly() {
+        let (p, mut rx) = Pipeline::new(vec![SinkSpec {
+            max_new_series_per_hour: Some(1),
+            ..spec("s", "[tagdrop]\nhost = [\"b\"]", 100, WhenFull::Block)
+        }]);
+        let i = p.ingest("x");
+        // `b` is filtered out before the limiter, so it uses no budget.
+        i.submit(hosts(&["b", "a", "c"])).await.unwrap();
+        assert_eq!(host_tags(&rx[0].try_recv().unwrap()), ["a"]);
+        tokio::time::advance(cardinality::SeriesLimiter::WINDOW).await;
+        i.submit(hosts(&["c", "a", "d"])).await.unwrap();
+        assert_eq!(host_tags(&rx[0].try_recv().unwrap()), ["c", "a"]);
     }
 
     #[tokio::test]

@@ -20,6 +20,15 @@ pub const LISTENER_CONNECTIONS_OPEN: &str = "conflux_listener_connections_open";
 pub const LISTENER_CONNECTIONS_REFUSED: &str = "conflux_listener_connections_refused_total";
 /// Counter: HTTP requests answered, by `listener`, `dialect`, `status` (the code).
 pub const LISTENER_REQUESTS: &str = "conflux_listener_requests_total";
+/// Counter: connections or datagrams turned away before any data was read,
+/// by `listener`, `dialect`, `reason` (`not_allowed`: source address outside
+/// `allowed_networks`; `tls_handshake`: the TLS handshake failed).
+pub const LISTENER_DENIED: &str = "conflux_listener_denied_total";
+/// Counter: connections closed by a timeout, by `listener`, `dialect`,
+/// `reason` (`idle`, `header`: HTTP request head too slow, `line`: a TCP line
+/// not finished in time, `handshake`: TLS handshake too slow, `first_byte`:
+/// nothing sent on a port that sniffs the protocol).
+pub const LISTENER_TIMEOUTS: &str = "conflux_listener_timeouts_total";
 
 /// Counter: metrics a sink delivered, by `sink`, `type`.
 pub const SINK_SENT_METRICS: &str = "conflux_sink_sent_metrics_total";
@@ -28,8 +37,15 @@ pub const SINK_SENT_POINTS: &str = "conflux_sink_sent_points_total";
 /// Counter: encoded bytes a sink delivered, by `sink`, `type`.
 pub const SINK_SENT_BYTES: &str = "conflux_sink_sent_bytes_total";
 /// Counter: metrics a sink dropped, by `sink`, `reason`
-/// (`queue_full`, `closed`, `rejected`, `shutdown`).
+/// (`queue_full`, `closed`, `rejected`, `shutdown`, `series_limit`).
 pub const SINK_DROPPED_METRICS: &str = "conflux_sink_dropped_metrics_total";
+/// Counter: series a sink's cardinality limiter let in as new, by `sink`
+/// (sinks with `max_new_series_per_hour` only).
+pub const SINK_NEW_SERIES: &str = "conflux_sink_new_series_total";
+/// Gauge: series a sink's cardinality limiter knows (seen this hour window or
+/// the one before), by `sink`; updated per batch (sinks with
+/// `max_new_series_per_hour` only).
+pub const SINK_SERIES_TRACKED: &str = "conflux_sink_series_tracked";
 /// Counter: points a sink's encoder skipped, by `sink`, `reason`
 /// (`string_value`, `bool_value`, `non_finite_value`, `invalid_name`, `invalid_timestamp`).
 pub const SINK_SKIPPED_POINTS: &str = "conflux_sink_skipped_points_total";

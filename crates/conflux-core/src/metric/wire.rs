@@ -16,7 +16,7 @@
 //!        | nothing (3 false, 4 true) | str (5)
 //! ```
 
-use super::{Batch, FieldRec, MetricRef, RawValue, Rec, Span, TagRec, Value};
+use super::{Batch, FieldRec, Limits, MetricRef, RawValue, Rec, Span, TagRec, Value};
 
 const MAGIC: u8 = b'W';
 const VERSION: u8 = 1;
@@ -92,6 +92,11 @@ pub fn encode<'a>(
 
 /// Read a batch back from its wire form.
 ///
+/// The batch's [`Limits`] are not checked: its metrics were accepted (under
+/// the limits of the listener that took them) before they were written, and
+/// a spool must give back all it holds. The batch carries the default limits
+/// for metrics added to it later.
+///
 /// # Errors
 /// [`WireError`] when the bytes are not a whole, valid record of this version.
 pub fn decode(bytes: &[u8]) -> Result<Batch, WireError> {
@@ -108,6 +113,7 @@ pub fn decode(bytes: &[u8]) -> Result<Batch, WireError> {
         metrics: Vec::with_capacity(cap),
         tags: Vec::with_capacity(cap * 4),
         fields: Vec::with_capacity(cap * 2),
+        limits: Limits::default(),
     };
     for _ in 0..count {
         let name = r.string(&mut b.arena)?;
@@ -290,6 +296,29 @@ mod tests {
         }
         assert_eq!(back.get(3).ttl(), Some(3600));
         assert_eq!(back.get(0).tag("host"), Some("a"));
+    }
+
+    #[test]
+    fn decodes_metrics_past_the_default_limits() {
+        // Accepted by a listener with wider limits, then spooled: reading the
+        // spool back must not drop them.
+        let mut wide = Batch::new();
+        wide.set_limits(Limits::UNLIMITED);
+        let mut m = Metric::new("wide").field("value", 1.0);
+        for i in 0..300 {
+            m = m.tag(format!("k{i:03}"), "v");
+        }
+        wide.push(&m).unwrap();
+        wide.push(
+            &Metric::new("long")
+                .tag("k", "x".repeat(70_000))
+                .field("value", 2.0),
+        )
+        .unwrap();
+        let back = roundtrip(&wide);
+        assert_eq!(back, wide);
+        assert_eq!(back.get(0).tags().len(), 300);
+        assert_eq!(back.limits(), Limits::default());
     }
 
     #[test]

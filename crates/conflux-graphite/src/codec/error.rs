@@ -58,6 +58,12 @@ pub enum ErrorKind {
     InvalidOpenMetrics,
     /// The path is not valid UTF-8 (carbon decodes lines as UTF-8).
     InvalidUtf8,
+    /// More tags (path and template ones, once merged) than the listener's
+    /// `max_tags_per_metric`.
+    TooManyTags,
+    /// A series key (name and tags, `name,k=v,…`) longer than the
+    /// listener's `max_series_key_bytes`.
+    SeriesKeyTooLong,
     /// The batch arena would pass 4 GiB.
     BatchTooLarge,
     /// A pickle item that is not `(path, (timestamp, value))`.
@@ -73,7 +79,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 17] = [
+    pub const ALL: [ErrorKind; 19] = [
         ErrorKind::MissingValue,
         ErrorKind::TooManyFields,
         ErrorKind::InvalidValue,
@@ -86,6 +92,8 @@ impl ErrorKind {
         ErrorKind::InvalidTagValue,
         ErrorKind::InvalidOpenMetrics,
         ErrorKind::InvalidUtf8,
+        ErrorKind::TooManyTags,
+        ErrorKind::SeriesKeyTooLong,
         ErrorKind::BatchTooLarge,
         ErrorKind::InvalidItem,
         ErrorKind::ForbiddenOpcode,
@@ -108,6 +116,8 @@ impl ErrorKind {
             ErrorKind::InvalidTagValue => "invalid_tag_value",
             ErrorKind::InvalidOpenMetrics => "invalid_openmetrics",
             ErrorKind::InvalidUtf8 => "invalid_utf8",
+            ErrorKind::TooManyTags => "too_many_tags",
+            ErrorKind::SeriesKeyTooLong => "series_key_too_long",
             ErrorKind::BatchTooLarge => "batch_too_large",
             ErrorKind::InvalidItem => "invalid_item",
             ErrorKind::ForbiddenOpcode => "forbidden_opcode",
@@ -131,6 +141,8 @@ impl ErrorKind {
             ErrorKind::InvalidTagValue => "invalid tag value: must not start with `~`",
             ErrorKind::InvalidOpenMetrics => "invalid tags: want `name{key=\"value\",…}`",
             ErrorKind::InvalidUtf8 => "invalid utf-8",
+            ErrorKind::TooManyTags => "too many tags",
+            ErrorKind::SeriesKeyTooLong => "series key too long",
             ErrorKind::BatchTooLarge => "batch too large",
             ErrorKind::InvalidItem => "not a (path, (timestamp, value)) tuple",
             ErrorKind::ForbiddenOpcode => "forbidden opcode",

@@ -70,13 +70,18 @@ pub enum ErrorKind {
     InvalidTagKey,
     /// Every field was named `time` (InfluxDB drops such fields, then the empty point).
     InvalidFieldName,
+    /// More tags than the listener's `max_tags_per_metric`: `too many tags (max N)`.
+    TooManyTags,
+    /// A series key (measurement and tags, unescaped) longer than the
+    /// listener's `max_series_key_bytes`: `series key too long (max N bytes)`.
+    SeriesKeyTooLong,
     /// The batch arena would pass 4 GiB.
     BatchTooLarge,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 23] = [
+    pub const ALL: [ErrorKind; 25] = [
         ErrorKind::MissingMeasurement,
         ErrorKind::MissingTagKey,
         ErrorKind::MissingTagValue,
@@ -99,6 +104,8 @@ impl ErrorKind {
         ErrorKind::InvalidUtf8,
         ErrorKind::InvalidTagKey,
         ErrorKind::InvalidFieldName,
+        ErrorKind::TooManyTags,
+        ErrorKind::SeriesKeyTooLong,
         ErrorKind::BatchTooLarge,
     ];
 
@@ -127,6 +134,8 @@ impl ErrorKind {
             ErrorKind::InvalidUtf8 => "invalid_utf8",
             ErrorKind::InvalidTagKey => "invalid_tag_key",
             ErrorKind::InvalidFieldName => "invalid_field_name",
+            ErrorKind::TooManyTags => "too_many_tags",
+            ErrorKind::SeriesKeyTooLong => "series_key_too_long",
             ErrorKind::BatchTooLarge => "batch_too_large",
         }
     }
@@ -158,6 +167,8 @@ impl ErrorKind {
             ErrorKind::InvalidUtf8 => "invalid utf-8",
             ErrorKind::InvalidTagKey => "invalid tag key: input tag \"time\" is invalid",
             ErrorKind::InvalidFieldName => "invalid field name: input field \"time\" is invalid",
+            ErrorKind::TooManyTags => "too many tags",
+            ErrorKind::SeriesKeyTooLong => "series key too long",
             ErrorKind::BatchTooLarge => "batch too large",
         }
     }

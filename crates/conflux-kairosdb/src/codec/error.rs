@@ -55,13 +55,20 @@ pub enum ErrorKind {
     TimestampOutOfRange,
     /// A negative `ttl`.
     InvalidTtl,
+    /// More tags than the listener's `max_tags_per_metric`:
+    /// `tags count must be less than or equal to N.` (the object stores nothing).
+    TooManyTags,
+    /// A series key (`name,k=v,…`) longer than the listener's
+    /// `max_series_key_bytes`: `series key length must be less than or equal
+    /// to N bytes.` (the object stores nothing).
+    SeriesKeyTooLong,
     /// The batch arena would pass 4 GiB.
     BatchTooLarge,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 13] = [
         ErrorKind::InvalidJson,
         ErrorKind::MissingName,
         ErrorKind::MissingTags,
@@ -72,6 +79,8 @@ impl ErrorKind {
         ErrorKind::UnregisteredType,
         ErrorKind::TimestampOutOfRange,
         ErrorKind::InvalidTtl,
+        ErrorKind::TooManyTags,
+        ErrorKind::SeriesKeyTooLong,
         ErrorKind::BatchTooLarge,
     ];
 
@@ -88,6 +97,8 @@ impl ErrorKind {
             ErrorKind::UnregisteredType => "unregistered_type",
             ErrorKind::TimestampOutOfRange => "timestamp_out_of_range",
             ErrorKind::InvalidTtl => "invalid_ttl",
+            ErrorKind::TooManyTags => "too_many_tags",
+            ErrorKind::SeriesKeyTooLong => "series_key_too_long",
             ErrorKind::BatchTooLarge => "batch_too_large",
         }
     }

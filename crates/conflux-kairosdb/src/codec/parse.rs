@@ -17,7 +17,10 @@
 //!   `long` without a `.` and a `double` with one; any other string, or a
 //!   bool, is a `string`; only `long`, `double` and `string` are registered;
 //! - an object with an invalid name, tags, timestamp or value stores nothing;
-//!   a bad data point skips that point only; every other object is kept.
+//!   a bad data point skips that point only; every other object is kept;
+//! - an object past the batch's limits (the listener's `max_tags_per_metric`
+//!   and `max_series_key_bytes`, Conflux's rules) stores nothing either, and
+//!   is reported once, not once per data point.
 //!
 //! Where KairosDB fails the whole request (a Gson type error, a 500 on an
 //! unparsable number), Conflux rejects only the object or data point at fault;
@@ -671,6 +674,7 @@ fn finish_object(st: &mut State<'_>) {
         ctx,
         name: name_sp,
         ttl,
+        refused: false,
     };
 
     // The single point.
@@ -679,6 +683,9 @@ fn finish_object(st: &mut State<'_>) {
     }
     // The `datapoints` array; a bad point skips only itself.
     for (i, p) in obj.points.iter().enumerate() {
+        if out.refused {
+            break;
+        }
         if p.not_array {
             out.reject(ErrorKind::InvalidType, || {
                 ctx.datapoint(i, "", " is an invalid type")
@@ -770,6 +777,9 @@ struct Out<'a, 'o> {
     ctx: Context<'a>,
     name: Sp,
     ttl: u32,
+    /// A point of this object passed the batch's limits: every point shares
+    /// its name and tags, so the object is reported once and stores nothing.
+    refused: bool,
 }
 
 impl Out<'_, '_> {
@@ -827,6 +837,24 @@ impl Out<'_, '_> {
             Ok(()) => self.report.summary.metrics += 1,
             Err(MetricError::BatchTooLarge) => {
                 self.reject(ErrorKind::BatchTooLarge, || "batch too large".to_owned());
+            }
+            Err(MetricError::TooManyTags { max }) => {
+                self.refused = true;
+                self.reject(ErrorKind::TooManyTags, || {
+                    ctx.attr(
+                        "tags count",
+                        &format!(" must be less than or equal to {max}."),
+                    )
+                });
+            }
+            Err(MetricError::SeriesKeyTooLong { max }) => {
+                self.refused = true;
+                self.reject(ErrorKind::SeriesKeyTooLong, || {
+                    ctx.attr(
+                        "series key length",
+                        &format!(" must be less than or equal to {max} bytes."),
+                    )
+                });
             }
             // Names and tags were checked above; count it all the same.
             Err(e) => self.reject(ErrorKind::InvalidTag, || e.to_string()),

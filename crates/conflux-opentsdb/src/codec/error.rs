@@ -55,7 +55,9 @@ pub enum ErrorKind {
     InvalidTag,
     /// The same tag key twice with different values.
     DuplicateTag,
-    /// More tags than the listener allows.
+    /// More tags than the listener allows: its OpenTSDB rule (`max_tags`,
+    /// `Too many tags: …`) or, past that, its `max_tags_per_metric`
+    /// (`too many tags (max N)`).
     TooManyTags,
     /// No tags where the listener requires them.
     MissingTags,
@@ -70,13 +72,16 @@ pub enum ErrorKind {
     /// `/api/put`: the body is not JSON of the expected shape (the whole body
     /// is refused).
     InvalidJson,
+    /// A series key (`metric,k=v,…`) longer than the listener's
+    /// `max_series_key_bytes`: `series key too long (max N bytes)`.
+    SeriesKeyTooLong,
     /// The batch arena would pass 4 GiB.
     BatchTooLarge,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 16] = [
         ErrorKind::NotEnoughArguments,
         ErrorKind::MissingMetric,
         ErrorKind::InvalidTimestamp,
@@ -91,6 +96,7 @@ impl ErrorKind {
         ErrorKind::UnknownCommand,
         ErrorKind::NullDatapoint,
         ErrorKind::InvalidJson,
+        ErrorKind::SeriesKeyTooLong,
         ErrorKind::BatchTooLarge,
     ];
 
@@ -111,6 +117,7 @@ impl ErrorKind {
             ErrorKind::UnknownCommand => "unknown_command",
             ErrorKind::NullDatapoint => "null_datapoint",
             ErrorKind::InvalidJson => "invalid_json",
+            ErrorKind::SeriesKeyTooLong => "series_key_too_long",
             ErrorKind::BatchTooLarge => "batch_too_large",
         }
     }

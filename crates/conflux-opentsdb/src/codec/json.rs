@@ -24,6 +24,7 @@
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
+use conflux_core::metric::Limits;
 use conflux_core::{Batch, Value};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
@@ -70,13 +71,28 @@ impl JsonError {
     }
 }
 
-/// Read an `/api/put` body. `echo` fills [`PointError::datapoint`] (the
-/// `details` answer needs it; building it costs an allocation per bad point).
+/// Read an `/api/put` body into a batch with the default [`Limits`]. `echo`
+/// fills [`PointError::datapoint`] (the `details` answer needs it; building
+/// it costs an allocation per bad point).
 ///
 /// # Errors
 /// [`JsonError`] when the body is not one object or an array of objects
 /// (`null` elements are per-point errors); nothing is kept then.
 pub fn parse_put(body: &[u8], opts: &ParseOptions, echo: bool) -> Result<Put, JsonError> {
+    parse_put_with_limits(body, opts, Limits::default(), echo)
+}
+
+/// [`parse_put`] into a batch with `limits`: a point past them is a
+/// per-point error (`too_many_tags`, `series_key_too_long`).
+///
+/// # Errors
+/// As [`parse_put`].
+pub fn parse_put_with_limits(
+    body: &[u8],
+    opts: &ParseOptions,
+    limits: Limits,
+    echo: bool,
+) -> Result<Put, JsonError> {
     let first = body.iter().position(|b| !b.is_ascii_whitespace());
     let array = match first.map(|i| body[i]) {
         None => return Err(JsonError::Empty),
@@ -95,6 +111,7 @@ pub fn parse_put(body: &[u8], opts: &ParseOptions, echo: bool) -> Result<Put, Js
         },
         tags: Vec::with_capacity(16),
     };
+    ctx.out.batch.set_limits(limits);
     let mut de = serde_json::Deserializer::from_slice(body);
     let result = if array {
         de.deserialize_seq(Body { ctx: &mut ctx })

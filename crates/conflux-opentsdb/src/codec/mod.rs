@@ -5,7 +5,8 @@
 //! Layout:
 //! - `telnet`: [`parse`]: telnet lines (`put`, `putm`, `puts` and the
 //!   commands) into a [`Batch`](conflux_core::Batch) and [`Event`]s.
-//! - `json`: [`parse_put`]: an `/api/put` body (one object or an array).
+//! - `json`: [`parse_put`] and [`parse_put_with_limits`]: an `/api/put` body
+//!   (one object or an array).
 //! - `rules`: what both share: timestamps, values, tags, allowed characters,
 //!   and OpenTSDB's wording of each refusal.
 //! - `encode`: [`Encoder`]: metrics to telnet `put` lines or `/api/put` JSON
@@ -27,7 +28,7 @@ use serde::Deserialize;
 pub use encode::{Encoded, Encoder};
 pub use error::{ErrorKind, LineError, PointError, QUOTE_BYTES};
 pub(crate) use json::json_string;
-pub use json::{JsonError, Put, parse_put};
+pub use json::{JsonError, Put, parse_put, parse_put_with_limits};
 pub use telnet::{Command, Event, Summary, parse};
 
 /// The field every parsed metric carries its number (or `puts` string) in.

@@ -349,7 +349,9 @@ fn conflicting_tag<'t>(tags: &[(&'t str, &'t str)]) -> Option<(&'t str, &'t str,
     })
 }
 
-/// The batch's own checks; the parser's checks rule out all but the size cap.
+/// The batch's own checks; the parser's checks rule out all but the size cap
+/// and the batch's limits (the listener's `max_tags_per_metric` and
+/// `max_series_key_bytes`, behind OpenTSDB's own `max_tags`).
 fn metric_error(e: MetricError) -> Fail {
     let kind = match e {
         MetricError::DuplicateTag => ErrorKind::DuplicateTag,
@@ -357,6 +359,8 @@ fn metric_error(e: MetricError) -> Fail {
         MetricError::EmptyTagKey => ErrorKind::InvalidTag,
         MetricError::NoFields | MetricError::EmptyFieldKey => ErrorKind::InvalidValue,
         MetricError::BatchTooLarge => ErrorKind::BatchTooLarge,
+        MetricError::TooManyTags { .. } => ErrorKind::TooManyTags,
+        MetricError::SeriesKeyTooLong { .. } => ErrorKind::SeriesKeyTooLong,
     };
     Fail::illegal(kind, Cow::Owned(e.to_string()))
 }

@@ -27,6 +27,7 @@
 //!    path are merged over the template's, and the value lands in field
 //!    `value` unless a template `field` part names it.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use conflux_core::metric::DuplicateTags;
@@ -66,14 +67,15 @@ impl ParseOptions {
 #[derive(Debug)]
 pub(crate) struct Fail {
     pub kind: ErrorKind,
-    pub reason: &'static str,
+    /// Fixed, but for the limits, whose text names the limit.
+    pub reason: Cow<'static, str>,
 }
 
 impl From<ErrorKind> for Fail {
     fn from(kind: ErrorKind) -> Self {
         Fail {
             kind,
-            reason: kind.text(),
+            reason: Cow::Borrowed(kind.text()),
         }
     }
 }
@@ -165,7 +167,7 @@ impl Parser {
                 Ok(()) => parsed += 1,
                 Err(fail) => errors.push(LineError {
                     line: line_no,
-                    message: unable_to_parse(line, fail.reason),
+                    message: unable_to_parse(line, &fail.reason),
                     kind: fail.kind,
                 }),
             }
@@ -351,6 +353,15 @@ impl Parser {
         };
         result.map_err(|e| match e {
             MetricError::BatchTooLarge => ErrorKind::BatchTooLarge.into(),
+            // The batch's limits, counted on the merged tags.
+            MetricError::TooManyTags { .. } => Fail {
+                kind: ErrorKind::TooManyTags,
+                reason: Cow::Owned(e.to_string()),
+            },
+            MetricError::SeriesKeyTooLong { .. } => Fail {
+                kind: ErrorKind::SeriesKeyTooLong,
+                reason: Cow::Owned(e.to_string()),
+            },
             // Names, keys and fields are checked non-empty above; a template
             // can still leave a tag key empty only if the spec had one, which
             // the compiler refuses.
@@ -537,7 +548,7 @@ fn check_tag(key: &[u8], value: &[u8]) -> Result<(), Fail> {
     if memchr::memchr(b';', value).is_some() {
         return Err(Fail {
             kind: ErrorKind::InvalidTagValue,
-            reason: "invalid tag value: must not contain `;`",
+            reason: Cow::Borrowed("invalid tag value: must not contain `;`"),
         });
     }
     Ok(())

@@ -486,3 +486,83 @@ proptest::proptest! {
         proptest::prop_assert_eq!(next_tag_special(&bytes, from), want);
     }
 }
+
+// ---- per-metric limits ----
+
+fn limited(max_tags: usize, max_series_key_bytes: usize) -> Batch {
+    let mut b = Batch::new();
+    b.set_limits(conflux_core::metric::Limits {
+        max_tags,
+        max_series_key_bytes,
+    });
+    b
+}
+
+fn run_limited(p: &mut Parser, input: &str, batch: &mut Batch) -> (Vec<Metric>, Vec<LineError>) {
+    let mut errors = Vec::new();
+    let n = p.parse(input.as_bytes(), &opts(), batch, &mut errors);
+    assert_eq!(n, batch.len());
+    (batch.iter().map(|m| m.to_metric()).collect(), errors)
+}
+
+#[test]
+fn a_line_past_the_tag_limit_is_rejected_and_the_others_kept() {
+    let mut batch = limited(2, 1000);
+    let (got, errors) = run_limited(
+        &mut Parser::default(),
+        "a;x=1;y=2 1 1\nb;x=1;y=2;z=3 2 2\nc{x=\"1\",y=\"2\",z=\"3\"} 3 3\nd 4 4\n",
+        &mut batch,
+    );
+    let names: Vec<_> = got.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["a", "d"]);
+    let lines: Vec<_> = errors.iter().map(|e| (e.line, e.kind.reason())).collect();
+    assert_eq!(lines, [(2, "too_many_tags"), (3, "too_many_tags")]);
+    assert_eq!(
+        errors[0].message,
+        "unable to parse 'b;x=1;y=2;z=3 2 2': too many tags (max 2)"
+    );
+}
+
+#[test]
+fn the_tag_limit_counts_template_and_path_tags_once_merged() {
+    // The template gives `host` and `region`; the path repeats `host`.
+    let mut p = with_templates(".", &["host.measurement.field region=eu"]);
+    let mut batch = limited(2, 1000);
+    let (got, errors) = run_limited(
+        &mut p,
+        "web01.cpu.idle;host=web02 1 1\nweb01.cpu.idle;dc=x 2 2\n",
+        &mut batch,
+    );
+    assert_eq!(got.len(), 1, "{errors:?}");
+    assert_eq!(got[0].tags[0], ("host".to_owned(), "web02".to_owned()));
+    assert_eq!(errors.len(), 1);
+    assert_eq!(
+        (errors[0].line, errors[0].kind),
+        (2, ErrorKind::TooManyTags)
+    );
+}
+
+#[test]
+fn a_line_past_the_series_key_limit_is_rejected_and_the_others_kept() {
+    // `a.b,k=v` is 7 bytes: at the limit.
+    let mut batch = limited(256, 7);
+    let (got, errors) = run_limited(
+        &mut Parser::default(),
+        "a.b;k=v 1 1\na.b;k=vv 2 2\na.bcdef 3 3\n",
+        &mut batch,
+    );
+    assert_eq!(
+        got,
+        vec![
+            Metric::new("a.b").tag("k", "v").field("value", 1.0).at(S),
+            m("a.bcdef", 3.0, 3 * S),
+        ]
+    );
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].line, 2);
+    assert_eq!(errors[0].kind.reason(), "series_key_too_long");
+    assert_eq!(
+        errors[0].message,
+        "unable to parse 'a.b;k=vv 2 2': series key too long (max 7 bytes)"
+    );
+}

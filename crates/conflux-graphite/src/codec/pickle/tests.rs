@@ -536,3 +536,38 @@ fn the_decoder_reuses_its_buffers() {
     }
     assert_eq!(dec.lists.len(), 1);
 }
+
+#[test]
+fn items_past_the_limits_are_skipped_and_the_others_kept() {
+    let frame = protocol2(&[
+        ("a;x=1", 1, 1.0),
+        ("b;x=1;y=2", 2, 2.0),
+        ("c;x=123456789", 3, 3.0),
+        ("d", 4, 4.0),
+    ]);
+    let mut batch = Batch::new();
+    batch.set_limits(conflux_core::metric::Limits {
+        max_tags: 1,
+        max_series_key_bytes: 10,
+    });
+    let mut errors = Vec::new();
+    let n = parse_pickle(&frame, &ParseOptions::new(NOW), &mut batch, &mut errors).unwrap();
+    assert_eq!(n, 2);
+    let names: Vec<_> = batch.iter().map(|m| m.name().to_owned()).collect();
+    assert_eq!(names, ["a", "d"]);
+    let got: Vec<_> = errors
+        .iter()
+        .map(|e| (e.line, e.kind.reason(), e.message.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (2, "too_many_tags", "item 2: too many tags (max 1)"),
+            (
+                3,
+                "series_key_too_long",
+                "item 3: series key too long (max 10 bytes)"
+            ),
+        ]
+    );
+}

@@ -482,7 +482,7 @@ impl<'a> Parser<'a> {
             m.field(key, value);
         }
         m.finish(ts).map_err(|e| {
-            Fail::from(match e {
+            let kind = match e {
                 MetricError::DuplicateTag => ErrorKind::DuplicateTags,
                 MetricError::NoFields if dropped_time => ErrorKind::InvalidFieldName,
                 MetricError::NoFields => ErrorKind::MissingFields,
@@ -490,7 +490,21 @@ impl<'a> Parser<'a> {
                 MetricError::EmptyTagKey => ErrorKind::MissingTagKey,
                 MetricError::EmptyFieldKey => ErrorKind::MissingFieldKey,
                 MetricError::BatchTooLarge => ErrorKind::BatchTooLarge,
-            })
+                // The batch's limits: the message names the limit.
+                MetricError::TooManyTags { .. } => {
+                    return Fail {
+                        kind: ErrorKind::TooManyTags,
+                        reason: Cow::Owned(e.to_string()),
+                    };
+                }
+                MetricError::SeriesKeyTooLong { .. } => {
+                    return Fail {
+                        kind: ErrorKind::SeriesKeyTooLong,
+                        reason: Cow::Owned(e.to_string()),
+                    };
+                }
+            };
+            Fail::from(kind)
         })
     }
 }

@@ -642,3 +642,66 @@ fn empty_and_blank_bodies_parse_to_nothing() {
     oks("", &[]);
     oks("\n\n \t\n# only a comment", &[]);
 }
+
+/// Parse `input` into a batch with these limits.
+fn run_limited(input: &str, max_tags: usize, max_key: usize) -> (Vec<Metric>, Vec<LineError>) {
+    let mut batch = Batch::new();
+    batch.set_limits(conflux_core::metric::Limits {
+        max_tags,
+        max_series_key_bytes: max_key,
+    });
+    let mut errors = Vec::new();
+    let n = parse(input.as_bytes(), &opts(), &mut batch, &mut errors);
+    assert_eq!(n, batch.len(), "returned count");
+    (batch.iter().map(|m| m.to_metric()).collect(), errors)
+}
+
+#[test]
+fn rejects_a_line_past_the_tag_limit_and_keeps_the_others() {
+    let (got, errors) = run_limited("a,x=1,y=2 f=1i 1\nb,x=1,y=2,z=3 f=1i 2\nc f=1i 3", 2, 1000);
+    assert_eq!(
+        got.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+        ["a", "c"]
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].line, 2);
+    assert_eq!(errors[0].kind, ErrorKind::TooManyTags);
+    assert_eq!(errors[0].kind.reason(), "too_many_tags");
+    assert_eq!(
+        errors[0].message,
+        "unable to parse 'b,x=1,y=2,z=3 f=1i 2': too many tags (max 2)"
+    );
+}
+
+#[test]
+fn rejects_a_line_past_the_series_key_limit_and_keeps_the_others() {
+    // `m,k=a b` is 7 bytes unescaped (9 as written): at the limit.
+    let (got, errors) = run_limited("m,k=a\\ b f=1i 1\nm,k=a\\ bc f=1i 2\nm f=1i 3", 256, 7);
+    assert_eq!(got.len(), 2, "{errors:?}");
+    assert_eq!(got[0].tags, vec![("k".to_owned(), "a b".to_owned())]);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].line, 2);
+    assert_eq!(errors[0].kind, ErrorKind::SeriesKeyTooLong);
+    assert_eq!(errors[0].kind.reason(), "series_key_too_long");
+    assert_eq!(
+        errors[0].message,
+        "unable to parse 'm,k=a\\ bc f=1i 2': series key too long (max 7 bytes)"
+    );
+}
+
+#[test]
+fn the_default_tag_limit_is_256() {
+    let line = |n: usize| {
+        let tags: String = (0..n).map(|i| format!(",t{i:03}=v")).collect();
+        format!("m{tags} f=1i")
+    };
+    let (got, errors) = run(line(256).as_bytes(), &opts());
+    assert_eq!((got.len(), errors.len()), (1, 0));
+    let (got, errors) = run(line(257).as_bytes(), &opts());
+    assert_eq!(got.len(), 0);
+    assert!(
+        errors[0].message.ends_with("': too many tags (max 256)"),
+        "{}",
+        errors[0].message
+    );
+}

@@ -679,3 +679,82 @@ fn helpers_follow_kairosdb() {
     assert_eq!(truncate(9.3e18), None);
     assert_eq!(truncate(f64::NAN), None);
 }
+
+// ---- the batch's limits ----
+
+fn run_limited(
+    input: &str,
+    max_tags: usize,
+    max_key: usize,
+) -> (Vec<String>, Vec<ParseError>, Summary) {
+    let mut batch = Batch::new();
+    batch.set_limits(conflux_core::metric::Limits {
+        max_tags,
+        max_series_key_bytes: max_key,
+    });
+    let mut errors = Vec::new();
+    let summary = parse(
+        input.as_bytes(),
+        &ParseOptions::default(),
+        &mut batch,
+        &mut errors,
+    );
+    assert_eq!(summary.metrics, batch.len());
+    assert_eq!(summary.errors, summary.by_kind.iter().sum::<usize>());
+    (dump(&batch), errors, summary)
+}
+
+#[test]
+fn an_object_past_the_tag_limit_is_reported_once_and_the_others_kept() {
+    let body = r#"[
+        {"name":"a","tags":{"x":"1","y":"2"},"datapoints":[[1,1],[2,2]]},
+        {"name":"b","tags":{"x":"1","y":"2","z":"3"},"datapoints":[[1,1],[2,2],[3,3]]},
+        {"name":"c","tags":{"x":"1"},"timestamp":3,"value":3}
+    ]"#;
+    let (got, errors, summary) = run_limited(body, 2, 1000);
+    assert_eq!(
+        got,
+        [
+            "a x=1,y=2 value:Int(1) 1000000",
+            "a x=1,y=2 value:Int(2) 2000000",
+            "c x=1 value:Int(3) 3000000",
+        ]
+    );
+    let msgs: Vec<_> = errors
+        .iter()
+        .map(|e| (e.object, e.kind.reason(), e.message.as_str()))
+        .collect();
+    assert_eq!(
+        msgs,
+        [(
+            Some(1),
+            "too_many_tags",
+            "metric[1](name=b).tags count must be less than or equal to 2."
+        )]
+    );
+    assert_eq!(summary.by_kind[ErrorKind::TooManyTags.index()], 1);
+}
+
+#[test]
+fn an_object_past_the_series_key_limit_is_reported_once_and_the_others_kept() {
+    // `m,host=web01` is 12 bytes: at the limit.
+    let body = r#"[
+        {"name":"m","tags":{"host":"web01"},"timestamp":1,"value":1},
+        {"name":"m","tags":{"host":"web012"},"timestamp":2,"value":2,"datapoints":[[3,3]]},
+        {"name":"n","tags":{"h":"1"},"timestamp":4,"value":4}
+    ]"#;
+    let (got, errors, _) = run_limited(body, 256, 12);
+    assert_eq!(
+        got,
+        [
+            "m host=web01 value:Int(1) 1000000",
+            "n h=1 value:Int(4) 4000000",
+        ]
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].kind.reason(), "series_key_too_long");
+    assert_eq!(
+        errors[0].message,
+        "metric[1](name=m).series key length must be less than or equal to 12 bytes."
+    );
+}

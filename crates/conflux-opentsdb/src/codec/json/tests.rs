@@ -277,3 +277,49 @@ fn json_strings_escape_quotes_and_controls() {
     json_string("a\"b\\c\n\u{1}é", &mut s);
     assert_eq!(s, r#""a\"b\\c\n\u0001é""#);
 }
+
+#[test]
+fn points_past_the_batch_limits_are_refused_and_the_others_kept() {
+    let opts = ParseOptions {
+        max_tags: 1000,
+        ..ParseOptions::default()
+    };
+    let limits = conflux_core::metric::Limits {
+        max_tags: 2,
+        max_series_key_bytes: 12,
+    };
+    let body = r#"[
+        {"metric":"a","timestamp":1700000000,"value":1,"tags":{"x":"1","y":"2"}},
+        {"metric":"b","timestamp":1700000000,"value":2,"tags":{"x":"1","y":"2","z":"3"}},
+        {"metric":"c","timestamp":1700000000,"value":3,"tags":{"host":"web012"}},
+        {"metric":"d","timestamp":1700000000,"value":4,"tags":{"x":"1","x":"2","y":"3"}}
+    ]"#;
+    let put = parse_put_with_limits(body.as_bytes(), &opts, limits, false).unwrap();
+    assert_eq!(put.total, 4);
+    let got: Vec<_> = put.batch.iter().map(|m| m.to_metric()).collect();
+    assert_eq!(
+        got,
+        vec![
+            p("a", T * S, 1i64, &[("x", "1"), ("y", "2")]),
+            // A repeated key keeps its last value and counts once.
+            p("d", T * S, 4i64, &[("x", "2"), ("y", "3")]),
+        ]
+    );
+    let errs: Vec<_> = put
+        .errors
+        .iter()
+        .map(|e| (e.index, e.kind.reason(), e.message.as_str()))
+        .collect();
+    assert_eq!(
+        errs,
+        [
+            (1, "too_many_tags", "too many tags (max 2)"),
+            (
+                2,
+                "series_key_too_long",
+                "series key too long (max 12 bytes)"
+            ),
+        ]
+    );
+    assert_eq!(put.batch.limits(), limits);
+}

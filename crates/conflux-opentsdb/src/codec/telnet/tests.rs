@@ -768,3 +768,98 @@ fn good_lines_around_bad_ones_are_kept() {
     assert_eq!(errors(&events)[0].line, 2);
     assert!(!summary.exit);
 }
+
+// ---- the batch's limits, behind OpenTSDB's own `max_tags` ----
+
+fn run_limited(max_tags: usize, max_key: usize, input: &str) -> (Vec<Metric>, Vec<LineError>) {
+    let opts = ParseOptions {
+        max_tags: 1000,
+        ..ParseOptions::default()
+    };
+    let mut batch = Batch::new();
+    batch.set_limits(conflux_core::metric::Limits {
+        max_tags,
+        max_series_key_bytes: max_key,
+    });
+    let mut events = Vec::new();
+    let summary = parse(input.as_bytes(), &opts, &mut batch, &mut events);
+    assert_eq!(summary.metrics, batch.len());
+    let errs = errors(&events).into_iter().cloned().collect();
+    (batch.iter().map(|m| m.to_metric()).collect(), errs)
+}
+
+#[test]
+fn a_line_past_the_batch_tag_limit_is_refused_and_the_others_kept() {
+    let (got, errs) = run_limited(
+        2,
+        1000,
+        "put a 1700000000 1 x=1 y=2\nput b 1700000000 2 x=1 y=2 z=3\nput c 1700000000 3\n",
+    );
+    assert_eq!(
+        got,
+        vec![
+            p("a", T * S, 1i64, &[("x", "1"), ("y", "2")]),
+            p("c", T * S, 3i64, &[])
+        ]
+    );
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0].line, 2);
+    assert_eq!(errs[0].kind.reason(), "too_many_tags");
+    assert_eq!(
+        errs[0].message,
+        "put: illegal argument: too many tags (max 2)"
+    );
+}
+
+#[test]
+fn a_repeated_tag_counts_once_against_the_batch_limit() {
+    // OpenTSDB ignores `x=1` given twice; the batch counts it once.
+    let (got, errs) = run_limited(2, 1000, "put a 1700000000 1 x=1 y=2 x=1\n");
+    assert!(errs.is_empty(), "{errs:?}");
+    assert_eq!(got, vec![p("a", T * S, 1i64, &[("x", "1"), ("y", "2")])]);
+}
+
+#[test]
+fn a_line_past_the_series_key_limit_is_refused_and_the_others_kept() {
+    // `a,host=web01` is 12 bytes: at the limit.
+    let (got, errs) = run_limited(
+        256,
+        12,
+        "put a 1700000000 1 host=web01\nput a 1700000000 2 host=web012\nput abc 1700000000 3\n",
+    );
+    assert_eq!(got.len(), 2, "{errs:?}");
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0].line, 2);
+    assert_eq!(errs[0].kind, ErrorKind::SeriesKeyTooLong);
+    assert_eq!(errs[0].kind.reason(), "series_key_too_long");
+    assert_eq!(
+        errs[0].message,
+        "put: illegal argument: series key too long (max 12 bytes)"
+    );
+}
+
+#[test]
+fn opentsdbs_own_tag_limit_answers_first() {
+    let opts = ParseOptions {
+        max_tags: 2,
+        ..ParseOptions::default()
+    };
+    let mut batch = Batch::new();
+    batch.set_limits(conflux_core::metric::Limits {
+        max_tags: 1,
+        max_series_key_bytes: 1000,
+    });
+    let mut events = Vec::new();
+    parse(
+        b"put a 1700000000 1 x=1 y=2 z=3\n",
+        &opts,
+        &mut batch,
+        &mut events,
+    );
+    let errs = errors(&events);
+    assert_eq!(errs[0].kind, ErrorKind::TooManyTags);
+    assert_eq!(
+        errs[0].message,
+        "put: illegal argument: Too many tags: 3 maximum allowed: 2"
+    );
+}
