@@ -52,8 +52,18 @@ impl Daemon {
         Self::start_in(config, dir)
     }
 
+    /// As [`Daemon::start`], with extra environment variables (for `${VAR}`
+    /// in the config; `std::env::set_var` is unsafe in a threaded test).
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Daemon {
+        Self::start_in_env(config, tempfile::tempdir().unwrap(), env)
+    }
+
     /// As [`Daemon::start`], in a given directory.
     pub fn start_in(config: &str, dir: tempfile::TempDir) -> Daemon {
+        Self::start_in_env(config, dir, &[])
+    }
+
+    fn start_in_env(config: &str, dir: tempfile::TempDir, env: &[(&str, &str)]) -> Daemon {
         let mut text = config.to_owned();
         if !text.contains("[log]") {
             text.push_str("\n[log]\nformat = \"json\"\nlevel = \"info\"\n");
@@ -68,6 +78,7 @@ impl Daemon {
             .arg(&path)
             .current_dir(dir.path())
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -25,19 +25,22 @@ use std::time::Duration;
 
 use conflux_core::Batch;
 use conflux_core::component::{CancellationToken, ListenerContext};
+use conflux_core::metric::Limits;
 use conflux_core::pipeline::SubmitError;
+use conflux_core::telemetry;
 use conflux_core::time::now_ns;
+use conflux_net::allow::AllowList;
 use conflux_net::conn::Acceptor;
 use conflux_net::counters::ListenerCounters;
 use conflux_net::http::Router;
-use conflux_net::listener::{Server, Socket, Started, Transport};
+use conflux_net::listener::{Server, Socket, Started, Transport, defaults, shared_problems};
 use conflux_net::ratelimit::RateLimited;
 use conflux_net::tcp::{Flow, LineConn, LineHandler, TcpConfig, TcpLineServer};
+use conflux_net::tls::{ServerTls, Stream, TlsConfig};
 use conflux_net::udp::{DatagramHandler, UdpConfig, UdpServer};
 use conflux_net::{Labels, ListenerError};
 use serde::Deserialize;
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 
 use crate::codec::{ErrorKind, LineError, ParseOptions, Parser, PickleError, Templates};
 
@@ -92,6 +95,27 @@ pub struct Config {
     /// larger one closes the connection.
     #[serde(default = "default_max_pickle_frame_bytes")]
     pub max_pickle_frame_bytes: usize,
+    /// Most tags one metric may carry, path and template tags merged; a line
+    /// or pickle item with more is rejected (`too_many_tags`). Same key on
+    /// every listener.
+    #[serde(default = "default_max_tags_per_metric")]
+    pub max_tags_per_metric: usize,
+    /// Longest series key in bytes (`name,key=value,…` after templates); a
+    /// longer line or item is rejected (`series_key_too_long`). Same key on
+    /// every listener.
+    #[serde(default = "default_max_series_key_bytes")]
+    pub max_series_key_bytes: usize,
+    /// TCP: a line must be complete this long after its first byte; pickle:
+    /// a frame this long after its length prefix.
+    #[serde(default = "defaults::line_timeout_ms")]
+    pub line_timeout_ms: u64,
+    /// Serve TLS on `address` and `pickle_address` with this certificate.
+    pub tls: Option<TlsConfig>,
+    /// Accept connections and datagrams only from these networks; empty:
+    /// from anywhere. Graphite carries no credentials, so this is its access
+    /// control.
+    #[serde(default)]
+    pub allowed_networks: AllowList,
 }
 
 fn default_separator() -> String {
@@ -115,6 +139,12 @@ fn default_udp_queue_wait_ms() -> u64 {
 fn default_max_pickle_frame_bytes() -> usize {
     1024 * 1024
 }
+fn default_max_tags_per_metric() -> usize {
+    Limits::DEFAULT_MAX_TAGS
+}
+fn default_max_series_key_bytes() -> usize {
+    Limits::DEFAULT_MAX_SERIES_KEY_BYTES
+}
 
 impl Config {
     /// A config with only the plaintext TCP address set and every default.
@@ -133,6 +163,11 @@ impl Config {
             udp_recv_buffer_bytes: None,
             udp_queue_wait_ms: default_udp_queue_wait_ms(),
             max_pickle_frame_bytes: default_max_pickle_frame_bytes(),
+            max_tags_per_metric: default_max_tags_per_metric(),
+            max_series_key_bytes: default_max_series_key_bytes(),
+            line_timeout_ms: defaults::line_timeout_ms(),
+            tls: None,
+            allowed_networks: AllowList::default(),
         }
     }
 
@@ -169,6 +204,16 @@ impl Config {
                 "`max_pickle_frame_bytes` must be between 1 and {MAX_PICKLE_FRAME_LIMIT}"
             ));
         }
+        if self.max_tags_per_metric == 0 {
+            p.push("`max_tags_per_metric` must be at least 1".to_owned());
+        }
+        if self.max_series_key_bytes == 0 {
+            p.push("`max_series_key_bytes` must be at least 1".to_owned());
+        }
+        p.extend(shared_problems(
+            self.tls.as_ref(),
+            &[("line_timeout_ms", self.line_timeout_ms)],
+        ));
         p
     }
 
@@ -188,6 +233,14 @@ impl Config {
 
     fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_timeout_ms.max(1))
+    }
+
+    /// The per-metric limits every batch this listener parses into checks.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_tags: self.max_tags_per_metric,
+            max_series_key_bytes: self.max_series_key_bytes,
+        }
     }
 }
 
@@ -224,22 +277,31 @@ pub async fn start(cfg: &Config, ctx: ListenerContext) -> Result<Started, Listen
         udp_wait: Duration::from_millis(cfg.udp_queue_wait_ms),
         max_frame: cfg.max_pickle_frame_bytes,
         idle_timeout: cfg.idle_timeout(),
+        frame_timeout: Duration::from_millis(cfg.line_timeout_ms.max(1)),
+        frame_timeouts: labels.reason_counter(telemetry::LISTENER_TIMEOUTS, "line"),
+        idle_timeouts: labels.reason_counter(telemetry::LISTENER_TIMEOUTS, "idle"),
+        limits: cfg.limits(),
         ctx,
     });
     let shutdown = shared.ctx.shutdown.clone();
+    let tls = cfg.tls.as_ref().map(ServerTls::load).transpose()?;
     let mut started = Started::default();
     if let Some(addr) = cfg.address {
         let tcp_cfg = TcpConfig {
             max_connections: cfg.max_connections,
             idle_timeout: cfg.idle_timeout(),
+            line_timeout: Duration::from_millis(cfg.line_timeout_ms.max(1)),
             max_line_bytes: cfg.max_line_bytes,
             ..TcpConfig::default()
         };
-        let server = TcpLineServer::bind(addr, tcp_cfg, labels.clone()).await?;
+        let mut server = TcpLineServer::bind(addr, tcp_cfg, labels.clone()).await?;
+        server.set_allow(cfg.allowed_networks.clone());
+        server.set_tls(tls.clone());
         started.servers.push(Server {
             address: server.local_addr(),
             transport: "tcp",
             run: Box::pin(server.run(Lines(shared.clone()), shutdown.clone())),
+            tls: tls.clone(),
         });
     }
     if let Some(addr) = cfg.udp_address {
@@ -247,15 +309,19 @@ pub async fn start(cfg: &Config, ctx: ListenerContext) -> Result<Started, Listen
             max_datagram_bytes: cfg.max_datagram_bytes,
             recv_buffer_bytes: cfg.udp_recv_buffer_bytes,
         };
-        let server = UdpServer::bind(addr, udp_cfg, labels.clone()).await?;
+        let mut server = UdpServer::bind(addr, udp_cfg, labels.clone()).await?;
+        server.set_allow(cfg.allowed_networks.clone());
         started.servers.push(Server {
             address: server.local_addr(),
             transport: "udp",
             run: Box::pin(server.run(Datagrams(Conn::new(shared.clone())), shutdown.clone())),
+            tls: None,
         });
     }
     if let Some(addr) = cfg.pickle_address {
-        let acceptor = Acceptor::bind(addr, cfg.max_connections, labels).await?;
+        let mut acceptor = Acceptor::bind(addr, cfg.max_connections, labels).await?;
+        acceptor.set_allow(cfg.allowed_networks.clone());
+        acceptor.set_tls(tls.clone());
         let address = acceptor.local_addr();
         let s = shared.clone();
         let token = shutdown.clone();
@@ -266,6 +332,7 @@ pub async fn start(cfg: &Config, ctx: ListenerContext) -> Result<Started, Listen
             address,
             transport: "pickle",
             run: Box::pin(run),
+            tls,
         });
     }
     Ok(started)
@@ -279,6 +346,12 @@ struct Shared {
     udp_wait: Duration,
     max_frame: usize,
     idle_timeout: Duration,
+    frame_timeout: Duration,
+    /// `conflux_listener_timeouts_total{reason="line"}`: a pickle frame too slow.
+    frame_timeouts: metrics::Counter,
+    /// `conflux_listener_timeouts_total{reason="idle"}`: no frame began in time.
+    idle_timeouts: metrics::Counter,
+    limits: Limits,
 }
 
 /// What one connection (or the UDP socket) keeps: a parser with its
@@ -307,14 +380,17 @@ impl Conn {
         }
     }
 
-    /// A batch sized for graphite lines: about 100 bytes each, one field.
-    fn batch_for(bytes: usize) -> Batch {
-        Batch::with_capacity(bytes / 200 + 1, bytes)
+    /// A batch sized for graphite lines (about 100 bytes each, one field),
+    /// with the listener's limits.
+    fn batch_for(&self, bytes: usize) -> Batch {
+        let mut batch = Batch::with_capacity(bytes / 200 + 1, bytes);
+        batch.set_limits(self.shared.limits);
+        batch
     }
 
     fn parse_lines(&mut self, data: &[u8]) -> Batch {
         let opts = self.options();
-        let mut batch = Self::batch_for(data.len());
+        let mut batch = self.batch_for(data.len());
         self.errors.clear();
         self.parser.parse(data, &opts, &mut batch, &mut self.errors);
         self.report_errors("bad graphite line");
@@ -356,7 +432,7 @@ impl Conn {
 
     async fn pickle_frame(&mut self, frame: &[u8]) -> Result<(), SubmitError> {
         let opts = self.options();
-        let mut batch = Self::batch_for(frame.len());
+        let mut batch = self.batch_for(frame.len());
         self.errors.clear();
         if let Err(e) = self
             .parser
@@ -427,8 +503,9 @@ impl DatagramHandler for Datagrams {
 /// Serve one pickle connection: length-prefixed frames until end of stream,
 /// idle timeout, an oversize frame or shutdown (a frame already received is
 /// still handled).
-async fn serve_pickle(mut stream: TcpStream, mut conn: Conn, shutdown: CancellationToken) {
+async fn serve_pickle(mut stream: Stream, mut conn: Conn, shutdown: CancellationToken) {
     let idle = conn.shared.idle_timeout;
+    let frame_timeout = conn.shared.frame_timeout;
     let max = conn.shared.max_frame;
     let mut frame = Vec::new();
     loop {
@@ -440,8 +517,12 @@ async fn serve_pickle(mut stream: TcpStream, mut conn: Conn, shutdown: Cancellat
         };
         match read {
             Ok(Ok(_)) => {}
-            // End of stream, a reset, or idle: nothing half-read is usable.
-            Ok(Err(_)) | Err(_) => return,
+            // End of stream or a reset: nothing half-read is usable.
+            Ok(Err(_)) => return,
+            Err(_) => {
+                conn.shared.idle_timeouts.increment(1);
+                return;
+            }
         }
         let len = u32::from_be_bytes(head) as usize;
         if len > max {
@@ -453,17 +534,24 @@ async fn serve_pickle(mut stream: TcpStream, mut conn: Conn, shutdown: Cancellat
             return;
         }
         frame.clear();
-        frame.resize(len, 0);
+        // The buffer grows as bytes arrive: a length prefix alone, never
+        // followed by its frame, costs no memory. The frame must arrive
+        // within the frame timeout (a trickling client is cut off).
         // Preferring the read takes a frame already in the socket buffer even
         // when shutdown has begun.
+        let mut body = (&mut stream).take(len as u64);
         let read = tokio::select! {
             biased;
-            r = tokio::time::timeout(idle, stream.read_exact(&mut frame)) => r,
+            r = tokio::time::timeout(frame_timeout, body.read_to_end(&mut frame)) => r,
             () = shutdown.cancelled() => return,
         };
         match read {
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) | Err(_) => return,
+            Ok(Ok(n)) if n == len => {}
+            Ok(_) => return,
+            Err(_) => {
+                conn.shared.frame_timeouts.increment(1);
+                return;
+            }
         }
         conn.shared.counters.bytes(4 + len);
         if conn.pickle_frame(&frame).await.is_err() {
@@ -491,6 +579,10 @@ mod tests {
         assert_eq!(c, Config::tcp("127.0.0.1:2003".parse().unwrap()));
         assert_eq!(c.separator, ".");
         assert_eq!(c.max_pickle_frame_bytes, 1 << 20);
+        assert_eq!(
+            (c.max_tags_per_metric, c.max_series_key_bytes),
+            (256, 65_535)
+        );
         assert!(c.problems().is_empty());
         let c = parse(
             r#"
@@ -507,10 +599,19 @@ max_datagram_bytes = 1400
 udp_recv_buffer_bytes = 4194304
 udp_queue_wait_ms = 0
 max_pickle_frame_bytes = 2048
+max_tags_per_metric = 32
+max_series_key_bytes = 1000
 "#,
         )
         .unwrap();
         assert!(c.problems().is_empty(), "{:?}", c.problems());
+        assert_eq!(
+            c.limits(),
+            Limits {
+                max_tags: 32,
+                max_series_key_bytes: 1000
+            }
+        );
         assert_eq!(c.sockets().len(), 3);
         assert_eq!(c.sockets()[1].transport, Transport::Udp);
     }
@@ -543,6 +644,16 @@ max_pickle_frame_bytes = 2048
             p.iter()
                 .any(|x| x.contains("`separator` must not be empty")),
             "{p:#?}"
+        );
+        let mut zero = Config::tcp("127.0.0.1:2003".parse().unwrap());
+        zero.max_tags_per_metric = 0;
+        zero.max_series_key_bytes = 0;
+        assert_eq!(
+            zero.problems(),
+            vec![
+                "`max_tags_per_metric` must be at least 1",
+                "`max_series_key_bytes` must be at least 1"
+            ]
         );
         let mut same = Config::tcp("127.0.0.1:2003".parse().unwrap());
         same.pickle_address = same.address;

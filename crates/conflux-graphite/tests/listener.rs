@@ -121,6 +121,7 @@ async fn run(mut cfg: Config, queue: usize, when_full: WhenFull) -> Running {
             when_full,
         },
         spool: None,
+        max_new_series_per_hour: None,
     }]);
     let shutdown = CancellationToken::new();
     let ctx = ListenerContext {
@@ -453,4 +454,52 @@ async fn bind_conflicts_fail_before_anything_runs() {
             .starts_with(&format!("bind {}: ", taken.local_addr().unwrap())),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn every_transport_rejects_metrics_past_the_limits_and_keeps_the_rest() {
+    let rec = Arc::new(TestRecorder::default());
+    let _guard = metrics::set_default_local_recorder(&*rec);
+    let mut cfg = all("127.0.0.1:0");
+    cfg.max_tags_per_metric = 1;
+    cfg.max_series_key_bytes = 12;
+    let mut r = run(cfg, 10_000, WhenFull::Block).await;
+    let tagged = |name: &str, k: &str, v: &str, value: f64| {
+        Metric::new(name)
+            .tag(k, v)
+            .field("value", value)
+            .at(1_700_000_000_000_000_000)
+    };
+
+    // TCP: `a;x=1` fits; two tags and a 13-byte key do not.
+    let mut c = TcpStream::connect(r.tcp.unwrap()).await.unwrap();
+    c.write_all(
+        b"a;x=1 1 1700000000\nb;x=1;y=2 2 1700000000\nc;host=web012 3 1700000000\nd 4 1700000000\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.take(2).await,
+        vec![tagged("a", "x", "1", 1.0), m("d", 4.0, 1_700_000_000)]
+    );
+    // UDP: the datagram's good line is kept.
+    let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    s.send_to(b"e;x=1;y=2 5 1700000000\nf 6 1700000000", r.udp.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.next().await, vec![m("f", 6.0, 1_700_000_000)]);
+    // Pickle: an item past a limit is skipped, the next frame read.
+    let mut p = TcpStream::connect(r.pickle.unwrap()).await.unwrap();
+    p.write_all(&frame(&pickle("g;host=web012", 1_700_000_000, 7.0)))
+        .await
+        .unwrap();
+    p.write_all(&frame(&pickle("h;x=1", 1_700_000_000, 8.0)))
+        .await
+        .unwrap();
+    assert_eq!(r.next().await, vec![tagged("h", "x", "1", 8.0)]);
+
+    assert_eq!(rec.rejected("too_many_tags"), 2);
+    assert_eq!(rec.rejected("series_key_too_long"), 2);
+    assert_eq!(rec.received("metrics"), 4);
+    r.stop().await;
 }

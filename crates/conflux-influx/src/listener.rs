@@ -22,17 +22,21 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use conflux_core::Batch;
 use conflux_core::component::ListenerContext;
-use conflux_core::metric::DuplicateTags;
+use conflux_core::metric::{DuplicateTags, Limits};
 use conflux_core::pipeline::SubmitError;
 use conflux_core::time::{Precision, now_ns};
+use conflux_net::allow::AllowList;
 use conflux_net::counters::ListenerCounters;
-use conflux_net::http::auth::{Credentials, credentials, ct_eq, query_param};
+use conflux_net::http::auth::{AuthOutcome, Authenticator, credential_problems, query_param};
 use conflux_net::http::{
     BodyError, BodyOptions, HttpConfig, Request, Response, Router, collect_body, handler_fn,
 };
-use conflux_net::listener::{HttpPart, Server, Socket, Started, Transport};
+use conflux_net::listener::{
+    HttpPart, Server, Socket, Started, Transport, defaults, shared_problems,
+};
 use conflux_net::ratelimit::RateLimited;
 use conflux_net::tcp::{Flow, LineConn, LineHandler, TcpConfig, TcpLineServer};
+use conflux_net::tls::{ServerTls, TlsConfig};
 use conflux_net::udp::{DatagramHandler, UdpConfig, UdpServer};
 use conflux_net::{Labels, ListenerError};
 use http::header::{HeaderName, HeaderValue, WWW_AUTHENTICATE};
@@ -54,7 +58,7 @@ const RETRY_AFTER_S: &str = "1";
 pub struct Config {
     /// HTTP address.
     pub address: SocketAddr,
-    /// Largest body, compressed and decompressed (413 past it).
+    /// Largest body as received, compressed or not (413 past it).
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
     /// How long a write waits for room in a blocking sink before 503.
@@ -88,20 +92,36 @@ pub struct Config {
     /// HTTP and TCP: a connection idle this long is closed.
     #[serde(default = "default_idle_timeout_ms")]
     pub idle_timeout_ms: u64,
+    /// Most tags one line may carry; a line with more is rejected
+    /// (`too_many_tags`). Same key on every listener.
+    #[serde(default = "default_max_tags_per_metric")]
+    pub max_tags_per_metric: usize,
+    /// Longest series key in bytes, counted as InfluxDB does unescaped (the
+    /// measurement, then `,key=value` per tag); a longer line is rejected
+    /// (`series_key_too_long`). Same key on every listener.
+    #[serde(default = "default_max_series_key_bytes")]
+    pub max_series_key_bytes: usize,
+    /// Largest body after gzip or deflate (413 past it); a gzip bomb stops here.
+    /// Unset: `max_body_bytes`.
+    pub max_decompressed_body_bytes: Option<usize>,
+    /// HTTP: time from a request's first byte to the end of its headers.
+    #[serde(default = "defaults::header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+    /// HTTP: largest request line and headers (431 past it).
+    #[serde(default = "defaults::max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// TCP: a line must be complete this long after its first byte.
+    #[serde(default = "defaults::line_timeout_ms")]
+    pub line_timeout_ms: u64,
+    /// Serve HTTPS, and TLS on `tcp_address`, with this certificate.
+    pub tls: Option<TlsConfig>,
+    /// Accept connections and datagrams only from these networks; empty:
+    /// from anywhere.
+    #[serde(default)]
+    pub allowed_networks: AllowList,
 }
 
-/// One accepted credential: a user and password (Basic, `u`/`p`,
-/// `Token user:password`) or a token (`Token …`, `Bearer …`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Credential {
-    /// User name.
-    pub username: Option<String>,
-    /// Password.
-    pub password: Option<String>,
-    /// API token.
-    pub token: Option<String>,
-}
+pub use conflux_net::http::auth::Credential;
 
 fn default_max_body_bytes() -> usize {
     32 * 1024 * 1024
@@ -121,6 +141,12 @@ fn default_max_connections() -> usize {
 fn default_idle_timeout_ms() -> u64 {
     300_000
 }
+fn default_max_tags_per_metric() -> usize {
+    Limits::DEFAULT_MAX_TAGS
+}
+fn default_max_series_key_bytes() -> usize {
+    Limits::DEFAULT_MAX_SERIES_KEY_BYTES
+}
 
 impl Config {
     /// Every problem with the values.
@@ -135,16 +161,25 @@ impl Config {
         if self.max_connections == 0 {
             p.push("`max_connections` must be at least 1".to_owned());
         }
-        for (i, c) in self.credentials.iter().enumerate() {
-            let user = c.username.is_some() || c.password.is_some();
-            let pair = c.username.as_deref().is_some_and(|u| !u.is_empty()) && c.password.is_some();
-            let token = c.token.as_deref().is_some_and(|t| !t.is_empty());
-            if user == c.token.is_some() || (user && !pair) || (c.token.is_some() && !token) {
-                p.push(format!(
-                    "`credentials[{i}]` needs either `username` and `password`, or a non-empty `token`"
-                ));
-            }
+        if self.max_tags_per_metric == 0 {
+            p.push("`max_tags_per_metric` must be at least 1".to_owned());
         }
+        if self.max_series_key_bytes == 0 {
+            p.push("`max_series_key_bytes` must be at least 1".to_owned());
+        }
+        p.extend(credential_problems(&self.credentials));
+        p.extend(shared_problems(
+            self.tls.as_ref(),
+            &[
+                (
+                    "max_decompressed_body_bytes",
+                    self.max_decompressed_body_bytes.map_or(1, |v| v as u64),
+                ),
+                ("header_read_timeout_ms", self.header_read_timeout_ms),
+                ("max_header_bytes", self.max_header_bytes as u64),
+                ("line_timeout_ms", self.line_timeout_ms),
+            ],
+        ));
         for (key, tag) in [
             ("database_tag", &self.database_tag),
             ("retention_policy_tag", &self.retention_policy_tag),
@@ -183,13 +218,23 @@ impl Config {
             max_body_bytes: self.max_body_bytes,
             max_connections: self.max_connections,
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
-            ..HttpConfig::default()
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            max_header_bytes: self.max_header_bytes,
+        }
+    }
+
+    /// The per-metric limits every batch this listener parses into checks.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_tags: self.max_tags_per_metric,
+            max_series_key_bytes: self.max_series_key_bytes,
         }
     }
 }
 
 struct Shared {
     cfg: Config,
+    auth: Authenticator,
     ctx: ListenerContext,
     counters: ListenerCounters,
     version: HeaderValue,
@@ -214,6 +259,7 @@ pub fn router(cfg: &Config, ctx: ListenerContext) -> Router {
     let shared = Arc::new(Shared {
         version: HeaderValue::from_str(&cfg.influxdb_version)
             .unwrap_or(HeaderValue::from_static("1.8.10")),
+        auth: Authenticator::new(&cfg.credentials),
         cfg: cfg.clone(),
         counters: counters(&labels),
         created: Mutex::new(BTreeSet::new()),
@@ -281,68 +327,45 @@ pub async fn start(cfg: &Config, ctx: ListenerContext) -> Result<Started, Listen
         address: cfg.address,
         config: cfg.http_config(),
         router: router(cfg, ctx.clone()),
+        tls: cfg.tls.clone(),
+        allow: cfg.allowed_networks.clone(),
     });
     let labels = Labels::from(&ctx);
     let lines = Lines {
         ctx: ctx.clone(),
         counters: Arc::new(counters(&labels)),
+        limits: cfg.limits(),
     };
     if let Some(addr) = cfg.tcp_address {
         let tcp_cfg = TcpConfig {
             max_connections: cfg.max_connections,
             idle_timeout: Duration::from_millis(cfg.idle_timeout_ms),
+            line_timeout: Duration::from_millis(cfg.line_timeout_ms),
             max_line_bytes: cfg.max_line_bytes,
             ..TcpConfig::default()
         };
-        let server = TcpLineServer::bind(addr, tcp_cfg, labels.clone()).await?;
+        let tls = cfg.tls.as_ref().map(ServerTls::load).transpose()?;
+        let mut server = TcpLineServer::bind(addr, tcp_cfg, labels.clone()).await?;
+        server.set_allow(cfg.allowed_networks.clone());
+        server.set_tls(tls.clone());
         started.servers.push(Server {
             address: server.local_addr(),
             transport: "tcp",
             run: Box::pin(server.run(lines.clone(), ctx.shutdown.clone())),
+            tls,
         });
     }
     if let Some(addr) = cfg.udp_address {
-        let server = UdpServer::bind(addr, UdpConfig::default(), labels).await?;
+        let mut server = UdpServer::bind(addr, UdpConfig::default(), labels).await?;
+        server.set_allow(cfg.allowed_networks.clone());
         started.servers.push(Server {
             address: server.local_addr(),
             transport: "udp",
             run: Box::pin(server.run(lines.conn(), ctx.shutdown.clone())),
+            tls: None,
         });
     }
     Ok(started)
-}
-
-/// Whether the request carries one of the configured credentials.
-fn authorized(cfg: &Config, parts: &http::request::Parts) -> bool {
-    if cfg.credentials.is_empty() {
-        return true;
-    }
-    let user_ok = |u: &str, p: &str| {
-        cfg.credentials.iter().any(|c| {
-            let (Some(cu), Some(cp)) = (&c.username, &c.password) else {
-                return false;
-            };
-            // Both compared, so that timing does not tell which part was wrong.
-            ct_eq(cu.as_bytes(), u.as_bytes()) & ct_eq(cp.as_bytes(), p.as_bytes())
-        })
-    };
-    let token_ok = |t: &str| {
-        cfg.credentials
-            .iter()
-            .filter_map(|c| c.token.as_deref())
-            .any(|ct| ct_eq(ct.as_bytes(), t.as_bytes()))
-    };
-    match credentials(parts) {
-        None => false,
-        Some(Credentials::Basic { user, password } | Credentials::Query { user, password }) => {
-            user_ok(&user, &password)
-        }
-        // InfluxDB 1.x's `Token user:password`, or a v2 API token.
-        Some(Credentials::Token(t)) => {
-            token_ok(&t) || t.split_once(':').is_some_and(|(u, p)| user_ok(u, p))
-        }
-        Some(Credentials::Bearer(t)) => token_ok(&t),
-    }
 }
 
 fn with_header(mut resp: Response, name: HeaderName, value: &str) -> Response {
@@ -518,6 +541,9 @@ fn add_tags(batch: Batch, tags: &[(&str, &str)]) -> Batch {
         return batch;
     }
     let mut out = Batch::with_capacity(batch.len(), batch.arena_bytes() + batch.len() * 16);
+    // The lines were checked when parsed: a request tag must not make one
+    // vanish here, where nothing reports it.
+    out.set_limits(Limits::UNLIMITED);
     for m in batch.iter() {
         let mut b = out.metric(m.name());
         for (k, v) in m.tags() {
@@ -540,7 +566,7 @@ async fn write(s: Arc<Shared>, api: Api, req: Request) -> Response {
         return conflux_net::http::empty(StatusCode::NO_CONTENT);
     }
     let (parts, body) = req.into_parts();
-    if !authorized(&s.cfg, &parts) {
+    if s.auth.check(&parts) != AuthOutcome::Allowed {
         return unauthorized(api);
     }
     let q = parts.uri.query().unwrap_or("");
@@ -577,11 +603,21 @@ async fn write(s: Arc<Shared>, api: Api, req: Request) -> Response {
             }
         }
     };
-    let body: Bytes =
-        match collect_body(&parts.headers, body, BodyOptions::new(s.cfg.max_body_bytes)).await {
-            Ok(b) => b,
-            Err(e) => return body_error(api, &e),
-        };
+    let body: Bytes = match collect_body(
+        &parts.headers,
+        body,
+        BodyOptions::with_decompressed(
+            s.cfg.max_body_bytes,
+            s.cfg
+                .max_decompressed_body_bytes
+                .unwrap_or(s.cfg.max_body_bytes),
+        ),
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(e) => return body_error(api, &e),
+    };
     s.counters.bytes(body.len());
 
     let started = Instant::now();
@@ -592,6 +628,7 @@ async fn write(s: Arc<Shared>, api: Api, req: Request) -> Response {
         ..ParseOptions::default()
     };
     let mut batch = Batch::with_capacity(body.len() / 128 + 1, body.len());
+    batch.set_limits(s.cfg.limits());
     let mut errors = Vec::new();
     codec::parse(&body, &opts, &mut batch, &mut errors);
 
@@ -742,7 +779,7 @@ fn database_name(rest: &str) -> Option<String> {
 
 async fn query(s: Arc<Shared>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    if !authorized(&s.cfg, &parts) {
+    if s.auth.check(&parts) != AuthOutcome::Allowed {
         return unauthorized(Api::V1);
     }
     let q = match query_text(&parts, body).await {
@@ -843,6 +880,7 @@ fn ready(s: &Shared) -> Response {
 struct Lines {
     ctx: ListenerContext,
     counters: Arc<ListenerCounters>,
+    limits: Limits,
 }
 
 impl Lines {
@@ -875,6 +913,7 @@ impl LinesConn {
             ..ParseOptions::default()
         };
         let mut batch = Batch::with_capacity(data.len() / 128 + 1, data.len());
+        batch.set_limits(self.lines.limits);
         self.errors.clear();
         codec::parse(data, &opts, &mut batch, &mut self.errors);
         let c = &self.lines.counters;

@@ -19,14 +19,17 @@ use std::time::Duration;
 
 use conflux_core::Batch;
 use conflux_core::component::ListenerContext;
+use conflux_core::metric::Limits;
 use conflux_core::pipeline::SubmitError;
+use conflux_net::allow::AllowList;
 use conflux_net::counters::ListenerCounters;
-use conflux_net::http::auth::{Credentials, credentials, ct_eq};
+use conflux_net::http::auth::{AuthOutcome, Authenticator, credential_problems};
 use conflux_net::http::{
     BodyError, BodyOptions, BoxFuture, HttpConfig, Request, Response, Router, collect_body,
     handler_fn, response,
 };
-use conflux_net::listener::{HttpPart, Socket, Started, Transport};
+use conflux_net::listener::{HttpPart, Socket, Started, Transport, defaults, shared_problems};
+use conflux_net::tls::TlsConfig;
 use conflux_net::{Labels, ListenerError};
 use http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Method, StatusCode};
@@ -47,7 +50,7 @@ pub const MAX_LISTED_ERRORS: usize = 1_000;
 pub struct Config {
     /// HTTP address (KairosDB's default port is 8080).
     pub address: SocketAddr,
-    /// Largest body, compressed and decompressed (413 past it).
+    /// Largest body as received, compressed or not (413 past it).
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
     /// How long a write waits for room in a blocking sink before 503.
@@ -56,8 +59,9 @@ pub struct Config {
     /// Reject metric objects without tags, as KairosDB does.
     #[serde(default = "default_true")]
     pub require_tags: bool,
-    /// Accepted HTTP Basic credentials; empty means no authentication
-    /// (KairosDB's `kairosdb.jetty.basic_auth.*`).
+    /// Accepted credentials; empty means no authentication. KairosDB's own
+    /// `kairosdb.jetty.basic_auth.*` is a user and password (HTTP Basic); a
+    /// `token` entry also accepts `Authorization: Bearer` or `Token`.
     #[serde(default)]
     pub credentials: Vec<Credential>,
     /// The version `/api/v1/version` reports (`KairosDB <version>`).
@@ -69,17 +73,32 @@ pub struct Config {
     /// A connection idle this long is closed.
     #[serde(default = "default_idle_timeout_ms")]
     pub idle_timeout_ms: u64,
+    /// Most tags one metric object may carry; an object with more stores
+    /// nothing (`too_many_tags`). Same key on every listener.
+    #[serde(default = "default_max_tags_per_metric")]
+    pub max_tags_per_metric: usize,
+    /// Longest series key in bytes (`name,key=value,…`); an object with a
+    /// longer one stores nothing (`series_key_too_long`). Same key on every
+    /// listener.
+    #[serde(default = "default_max_series_key_bytes")]
+    pub max_series_key_bytes: usize,
+    /// Largest body after gzip (413 past it); a gzip bomb stops here.
+    /// Unset: `max_body_bytes`.
+    pub max_decompressed_body_bytes: Option<usize>,
+    /// Time from a request's first byte to the end of its headers.
+    #[serde(default = "defaults::header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+    /// Largest request line and headers (431 past it).
+    #[serde(default = "defaults::max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Serve HTTPS with this certificate.
+    pub tls: Option<TlsConfig>,
+    /// Accept connections only from these networks; empty: from anywhere.
+    #[serde(default)]
+    pub allowed_networks: AllowList,
 }
 
-/// One accepted user and password (HTTP Basic).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Credential {
-    /// User name.
-    pub username: String,
-    /// Password.
-    pub password: String,
-}
+pub use conflux_net::http::auth::Credential;
 
 fn default_max_body_bytes() -> usize {
     32 * 1024 * 1024
@@ -99,6 +118,12 @@ fn default_max_connections() -> usize {
 fn default_idle_timeout_ms() -> u64 {
     300_000
 }
+fn default_max_tags_per_metric() -> usize {
+    Limits::DEFAULT_MAX_TAGS
+}
+fn default_max_series_key_bytes() -> usize {
+    Limits::DEFAULT_MAX_SERIES_KEY_BYTES
+}
 
 impl Config {
     /// Every problem with the values.
@@ -110,11 +135,24 @@ impl Config {
         if self.max_connections == 0 {
             p.push("`max_connections` must be at least 1".to_owned());
         }
-        for (i, c) in self.credentials.iter().enumerate() {
-            if c.username.is_empty() {
-                p.push(format!("`credentials[{i}].username` must not be empty"));
-            }
+        if self.max_tags_per_metric == 0 {
+            p.push("`max_tags_per_metric` must be at least 1".to_owned());
         }
+        if self.max_series_key_bytes == 0 {
+            p.push("`max_series_key_bytes` must be at least 1".to_owned());
+        }
+        p.extend(credential_problems(&self.credentials));
+        p.extend(shared_problems(
+            self.tls.as_ref(),
+            &[
+                (
+                    "max_decompressed_body_bytes",
+                    self.max_decompressed_body_bytes.map_or(1, |v| v as u64),
+                ),
+                ("header_read_timeout_ms", self.header_read_timeout_ms),
+                ("max_header_bytes", self.max_header_bytes as u64),
+            ],
+        ));
         if self.kairosdb_version.is_empty() {
             p.push("`kairosdb_version` must not be empty".to_owned());
         }
@@ -129,18 +167,28 @@ impl Config {
         }]
     }
 
+    /// The per-metric limits every batch this listener parses into checks.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_tags: self.max_tags_per_metric,
+            max_series_key_bytes: self.max_series_key_bytes,
+        }
+    }
+
     fn http_config(&self) -> HttpConfig {
         HttpConfig {
             max_body_bytes: self.max_body_bytes,
             max_connections: self.max_connections,
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
-            ..HttpConfig::default()
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            max_header_bytes: self.max_header_bytes,
         }
     }
 }
 
 struct Shared {
     cfg: Config,
+    auth: Authenticator,
     ctx: ListenerContext,
     counters: ListenerCounters,
     version_body: String,
@@ -158,6 +206,7 @@ pub fn router(cfg: &Config, ctx: ListenerContext) -> Option<Router> {
     );
     version_body.push(b'}');
     let shared = Arc::new(Shared {
+        auth: Authenticator::new(&cfg.credentials),
         cfg: cfg.clone(),
         counters: ListenerCounters::new(&labels, ErrorKind::ALL.iter().map(|k| k.reason())),
         version_body: String::from_utf8_lossy(&version_body).into_owned(),
@@ -207,24 +256,11 @@ pub async fn start(cfg: &Config, ctx: ListenerContext) -> Result<Started, Listen
             address: cfg.address,
             config: cfg.http_config(),
             router,
+            tls: cfg.tls.clone(),
+            allow: cfg.allowed_networks.clone(),
         });
     }
     Ok(started)
-}
-
-/// Whether the request carries one of the configured credentials.
-fn authorized(cfg: &Config, parts: &http::request::Parts) -> bool {
-    if cfg.credentials.is_empty() {
-        return true;
-    }
-    let Some(Credentials::Basic { user, password }) = credentials(parts) else {
-        return false;
-    };
-    cfg.credentials.iter().any(|c| {
-        // Both compared, so that timing does not tell which part was wrong.
-        ct_eq(c.username.as_bytes(), user.as_bytes())
-            & ct_eq(c.password.as_bytes(), password.as_bytes())
-    })
 }
 
 /// `{"errors":[…]}` with `status`.
@@ -285,11 +321,15 @@ fn bad_request(errors: &[ParseError], summary: &Summary) -> Response {
 
 async fn datapoints(s: Arc<Shared>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    if !authorized(&s.cfg, &parts) {
+    if s.auth.check(&parts) != AuthOutcome::Allowed {
         return unauthorized();
     }
     let opts = BodyOptions {
         limit: s.cfg.max_body_bytes,
+        decompressed_limit: s
+            .cfg
+            .max_decompressed_body_bytes
+            .unwrap_or(s.cfg.max_body_bytes),
         // KairosDB before 1.3 took gzip only as `Content-Type: application/gzip`.
         gzip_content_type: true,
     };
@@ -304,6 +344,7 @@ async fn datapoints(s: Arc<Shared>, req: Request) -> Response {
 
     // About one point per 250 bytes in typical bodies (one object per point).
     let mut batch = Batch::with_capacity(body.len() / 256 + 1, body.len() / 2);
+    batch.set_limits(s.cfg.limits());
     let mut errors = Vec::new();
     let opts = ParseOptions {
         require_tags: s.cfg.require_tags,

@@ -46,6 +46,7 @@ async fn start(extra: &str, queue: usize) -> Harness {
             when_full: WhenFull::Block,
         },
         spool: None,
+        max_new_series_per_hour: None,
     }]);
     let shutdown = CancellationToken::new();
     let ctx = ListenerContext {
@@ -372,5 +373,33 @@ fn config_defaults_and_problems() {
     )
     .unwrap();
     assert_eq!(bad.problems().len(), 4, "{:?}", bad.problems());
+    assert_eq!(
+        (c.max_tags_per_metric, c.max_series_key_bytes),
+        (256, 65_535)
+    );
+    let zero: Config = serde_json::from_str(
+        r#"{"address":"127.0.0.1:8080","max_tags_per_metric":0,"max_series_key_bytes":0}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        zero.problems(),
+        [
+            "`max_tags_per_metric` must be at least 1",
+            "`max_series_key_bytes` must be at least 1"
+        ]
+    );
     assert!(serde_json::from_str::<Config>(r#"{"address":"127.0.0.1:8080","adress":1}"#).is_err());
+}
+
+#[tokio::test]
+async fn objects_past_the_limits_are_listed_and_the_others_kept() {
+    let mut h = start(r#""max_tags_per_metric":2,"max_series_key_bytes":12"#, 1000).await;
+    let body = r#"[{"name":"good","timestamp":1,"value":1,"tags":{"a":"b"}},{"name":"wide","datapoints":[[1,2],[2,2]],"tags":{"a":"1","b":"2","c":"3"}},{"name":"m","timestamp":1,"value":3,"tags":{"host":"web012"}}]"#;
+    let r = post(&h, &[], body.as_bytes()).await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(
+        r.body,
+        r#"{"errors":["metric[1](name=wide).tags count must be less than or equal to 2.","metric[2](name=m).series key length must be less than or equal to 12 bytes."]}"#
+    );
+    assert_eq!(received(&mut h), ["good a=b 1 1000000"]);
 }

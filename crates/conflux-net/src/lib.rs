@@ -4,8 +4,12 @@
 //! graceful shutdown and connection self-metrics live here once.
 //!
 //! Layout:
-//! - [`conn`]: [`Acceptor`] (bind, accept loop, connection cap, task
-//!   tracking) and [`Prefixed`] (push back bytes read while sniffing).
+//! - [`conn`]: [`Acceptor`] (bind, accept loop, connection cap, allow-list,
+//!   TLS handshake, task tracking) and [`Prefixed`] (push back bytes read
+//!   while sniffing).
+//! - [`tls`]: [`TlsConfig`], [`ServerTls`] (certificates, reloadable) and
+//!   [`Stream`], a plain or TLS connection.
+//! - [`allow`]: [`AllowList`], the `allowed_networks` of a listener.
 //! - [`tcp`]: [`TcpLineServer`] and [`serve_lines`]: newline-framed streams
 //!   handed to a [`LineConn`] many complete lines at a time.
 //! - [`udp`]: [`UdpServer`]: one [`DatagramHandler`] call per datagram.
@@ -24,6 +28,10 @@
 //! [`DatagramHandler`]: udp::DatagramHandler
 //! [`HttpServer`]: http::HttpServer
 //! [`Router`]: http::Router
+//! [`TlsConfig`]: tls::TlsConfig
+//! [`ServerTls`]: tls::ServerTls
+//! [`Stream`]: tls::Stream
+//! [`AllowList`]: allow::AllowList
 
 use std::io;
 use std::net::SocketAddr;
@@ -32,12 +40,14 @@ use std::sync::Arc;
 pub use conflux_core::component::CancellationToken;
 use conflux_core::component::ListenerContext;
 
+pub mod allow;
 pub mod conn;
 pub mod counters;
 pub mod http;
 pub mod listener;
 pub mod ratelimit;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 
 /// The labels of a listener's self-metrics: `listener` (its config name) and
@@ -92,6 +102,9 @@ impl From<&ListenerContext> for Labels {
 /// Why a listener could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ListenerError {
+    /// A TLS certificate, key or CA file could not be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
     /// The address could not be bound (in use, not local, no permission).
     #[error("bind {addr}: {source}")]
     Bind {

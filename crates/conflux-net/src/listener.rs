@@ -5,7 +5,9 @@
 use std::fmt;
 use std::net::SocketAddr;
 
+use crate::allow::AllowList;
 use crate::http::{BoxFuture, HttpConfig, Router};
+use crate::tls::{ServerTls, TlsConfig};
 
 /// How a socket is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -53,6 +55,11 @@ pub struct HttpPart {
     pub config: HttpConfig,
     /// The routes.
     pub router: Router,
+    /// Serve HTTPS with this certificate. Listeners sharing a port must agree.
+    pub tls: Option<TlsConfig>,
+    /// Accept connections only from these networks. Listeners sharing a
+    /// port must agree.
+    pub allow: AllowList,
 }
 
 /// A bound TCP or UDP server, ready to run.
@@ -63,6 +70,8 @@ pub struct Server {
     pub transport: &'static str,
     /// Runs until the listener's shutdown token is cancelled and in-flight work is done.
     pub run: BoxFuture<'static, ()>,
+    /// Its TLS certificate, for the daemon to re-read on SIGHUP.
+    pub tls: Option<ServerTls>,
 }
 
 /// What a started listener hands over.
@@ -72,4 +81,39 @@ pub struct Started {
     pub http: Vec<HttpPart>,
     /// Servers already bound.
     pub servers: Vec<Server>,
+}
+
+/// Defaults of the keys every listener has under the same name, so that an
+/// operator learns one spelling and one default.
+pub mod defaults {
+    /// `header_read_timeout_ms`: from a request's first byte to the end of
+    /// its headers (slow-loris).
+    pub fn header_read_timeout_ms() -> u64 {
+        10_000
+    }
+
+    /// `max_header_bytes`: request line and headers (431 past it).
+    pub fn max_header_bytes() -> usize {
+        64 * 1024
+    }
+
+    /// `line_timeout_ms`: a TCP line must be complete this long after its
+    /// first byte.
+    pub fn line_timeout_ms() -> u64 {
+        30_000
+    }
+}
+
+/// Problems with the keys every listener shares: each named value must be
+/// at least 1, and the TLS files must load.
+pub fn shared_problems(tls: Option<&TlsConfig>, at_least_one: &[(&str, u64)]) -> Vec<String> {
+    let mut p: Vec<String> = at_least_one
+        .iter()
+        .filter(|(_, v)| *v == 0)
+        .map(|(k, _)| format!("`{k}` must be at least 1"))
+        .collect();
+    if let Some(tls) = tls {
+        p.extend(tls.problems());
+    }
+    p
 }

@@ -14,9 +14,12 @@ use std::time::Duration;
 
 use conflux_core::telemetry;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::allow::AllowList;
 use crate::conn::Acceptor;
+use crate::tls::ServerTls;
 use crate::{Labels, ListenerError};
 
 /// Limits of a TCP line listener.
@@ -26,6 +29,10 @@ pub struct TcpConfig {
     pub max_connections: usize,
     /// A connection that sends nothing for this long is closed.
     pub idle_timeout: Duration,
+    /// A line must be complete this long after its first byte arrived, or
+    /// the connection is closed: a client trickling bytes (slow-loris) is
+    /// not kept alive by the idle timeout alone.
+    pub line_timeout: Duration,
     /// Longest line in bytes, without its `\n`; longer lines are counted and
     /// skipped.
     pub max_line_bytes: usize,
@@ -39,6 +46,7 @@ impl Default for TcpConfig {
         TcpConfig {
             max_connections: 1024,
             idle_timeout: Duration::from_secs(300),
+            line_timeout: Duration::from_secs(30),
             max_line_bytes: 256 * 1024,
             read_buffer_bytes: 64 * 1024,
         }
@@ -88,6 +96,8 @@ pub enum CloseReason {
     /// Nothing arrived for `idle_timeout`, or the peer did not take a reply
     /// for that long.
     Idle,
+    /// A line was still unfinished `line_timeout` after its first byte.
+    LineTimeout,
     /// The handler returned [`Flow::Close`].
     Handler,
     /// Shutdown: the complete lines already received were handled.
@@ -124,6 +134,16 @@ impl TcpLineServer {
         self.acceptor.local_addr()
     }
 
+    /// Accept connections only from these networks.
+    pub fn set_allow(&mut self, allow: AllowList) {
+        self.acceptor.set_allow(allow);
+    }
+
+    /// Serve TLS.
+    pub fn set_tls(&mut self, tls: Option<ServerTls>) {
+        self.acceptor.set_tls(tls);
+    }
+
     /// Serve connections until `shutdown`; returns once every connection has
     /// handled the complete lines it had read and closed.
     pub async fn run<H: LineHandler>(self, handler: H, shutdown: CancellationToken) {
@@ -152,8 +172,9 @@ impl TcpLineServer {
 /// buffer) is still taken, its complete lines are handled, and the stream is
 /// closed; an unfinished last line is dropped then.
 ///
-/// Counts `conflux_listener_received_bytes_total` and
-/// `conflux_listener_rejected_total{reason="line_too_long"}`; connection
+/// Counts `conflux_listener_received_bytes_total`,
+/// `conflux_listener_rejected_total{reason="line_too_long"}` and
+/// `conflux_listener_timeouts_total{reason="idle"|"line"}`; connection
 /// counts are the accept loop's business.
 ///
 /// # Errors
@@ -188,6 +209,8 @@ where
 {
     let received = labels.counter(telemetry::LISTENER_RECEIVED_BYTES);
     let too_long = labels.reason_counter(telemetry::LISTENER_REJECTED, "line_too_long");
+    let idle = labels.reason_counter(telemetry::LISTENER_TIMEOUTS, "idle");
+    let slow_line = labels.reason_counter(telemetry::LISTENER_TIMEOUTS, "line");
     let max_line = cfg.max_line_bytes.max(1);
     // The buffer never exceeds one longest line plus its newline, so every
     // complete line in it is within the limit, and a full buffer without a
@@ -199,6 +222,8 @@ where
     let mut reply = Vec::new();
     let mut closing = false;
     let mut drained = 0;
+    // When the first byte of the line not yet finished arrived.
+    let mut partial_since: Option<Instant> = None;
 
     loop {
         if filled == buf.len() {
@@ -224,10 +249,20 @@ where
                 Err(_) => return Ok(CloseReason::Shutdown),
             }
         } else {
+            let idle_at = Instant::now() + cfg.idle_timeout;
+            let line_at = partial_since.map(|t| t + cfg.line_timeout);
+            let deadline = line_at.map_or(idle_at, |l| l.min(idle_at));
             tokio::select! {
-                read = tokio::time::timeout(cfg.idle_timeout, stream.read(&mut buf[filled..])) => match read {
+                read = tokio::time::timeout_at(deadline, stream.read(&mut buf[filled..])) => match read {
                     Ok(read) => read?,
-                    Err(_) => return Ok(CloseReason::Idle),
+                    Err(_) if line_at.is_some_and(|l| l <= idle_at) => {
+                        slow_line.increment(1);
+                        return Ok(CloseReason::LineTimeout);
+                    }
+                    Err(_) => {
+                        idle.increment(1);
+                        return Ok(CloseReason::Idle);
+                    }
                 },
                 () = shutdown.cancelled() => continue,
             }
@@ -243,6 +278,9 @@ where
         received.increment(n as u64);
         if closing {
             drained += n;
+        }
+        if partial_since.is_none() {
+            partial_since = Some(Instant::now());
         }
 
         // Only the bytes just read can hold a newline.
@@ -272,6 +310,8 @@ where
         }
         buf.copy_within(end..filled, 0);
         filled -= end;
+        // What follows the last newline is a line that began just now.
+        partial_since = (filled > 0).then(Instant::now);
     }
 }
 

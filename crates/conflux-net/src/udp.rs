@@ -10,6 +10,7 @@ use conflux_core::telemetry;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
+use crate::allow::AllowList;
 use crate::{Labels, ListenerError};
 
 /// Pause after a receive error, so a persistent one does not spin the loop.
@@ -45,14 +46,16 @@ pub trait DatagramHandler: Send + 'static {
 /// A bound UDP socket.
 ///
 /// Self-metrics (labels `listener`, `dialect`):
-/// `conflux_listener_received_bytes_total` and
-/// `conflux_listener_rejected_total{reason="datagram_too_large"}`.
+/// `conflux_listener_received_bytes_total`,
+/// `conflux_listener_rejected_total{reason="datagram_too_large"}` and
+/// `conflux_listener_denied_total{reason="not_allowed"}`.
 #[derive(Debug)]
 pub struct UdpServer {
     socket: UdpSocket,
     local_addr: SocketAddr,
     cfg: UdpConfig,
     labels: Labels,
+    allow: AllowList,
 }
 
 impl UdpServer {
@@ -94,7 +97,14 @@ impl UdpServer {
             local_addr,
             cfg,
             labels,
+            allow: AllowList::default(),
         })
+    }
+
+    /// Take datagrams only from these networks; others are dropped unread
+    /// and counted.
+    pub fn set_allow(&mut self, allow: AllowList) {
+        self.allow = allow;
     }
 
     /// The bound address (with the real port when bound to port 0).
@@ -109,7 +119,9 @@ impl UdpServer {
             local_addr,
             cfg,
             labels,
+            allow,
         } = self;
+        let not_allowed = labels.reason_counter(telemetry::LISTENER_DENIED, "not_allowed");
         let received = labels.counter(telemetry::LISTENER_RECEIVED_BYTES);
         let too_large = labels.reason_counter(telemetry::LISTENER_REJECTED, "datagram_too_large");
         let max = cfg.max_datagram_bytes.max(1);
@@ -123,6 +135,10 @@ impl UdpServer {
                 recv = socket.recv_from(&mut buf) => recv,
             };
             match recv {
+                Ok((_, peer)) if !allow.allows(peer.ip()) => {
+                    not_allowed.increment(1);
+                    tracing::debug!(%peer, "datagram dropped: address not in allowed_networks");
+                }
                 Ok((n, peer)) => {
                     received.increment(n as u64);
                     if n > max {

@@ -29,22 +29,27 @@ use std::time::Duration;
 
 use conflux_core::Batch;
 use conflux_core::component::ListenerContext;
+use conflux_core::metric::Limits;
 use conflux_core::pipeline::SubmitError;
+use conflux_core::telemetry;
 use conflux_core::time::SecondsOrMillis;
-use conflux_net::conn::{Acceptor, peek_byte};
+use conflux_net::allow::AllowList;
+use conflux_net::conn::{Acceptor, sniff_byte};
 use conflux_net::counters::ListenerCounters;
-use conflux_net::http::auth::query_param;
+use conflux_net::http::auth::{
+    AuthOutcome, Authenticator, Credential, credential_problems, query_param,
+};
 use conflux_net::http::{
     BodyError, BodyOptions, HttpConfig, HttpService, Request, Response, Router, collect_body,
     handler_fn,
 };
-use conflux_net::listener::{Server, Socket, Started, Transport};
+use conflux_net::listener::{Server, Socket, Started, Transport, defaults, shared_problems};
 use conflux_net::ratelimit::RateLimited;
 use conflux_net::tcp::{Flow, LineConn, TcpConfig, serve_lines};
+use conflux_net::tls::{ServerTls, Stream, TlsConfig};
 use conflux_net::{CancellationToken, Labels, ListenerError};
 use http::{HeaderValue, Method, StatusCode};
 use serde::Deserialize;
-use tokio::net::TcpStream;
 
 use crate::codec::{self, Characters, Command, ErrorKind, Event, ParseOptions};
 
@@ -73,7 +78,9 @@ pub struct Config {
     /// `tsd.core.tag.allow_specialchars`).
     #[serde(default)]
     pub allow_special_chars: String,
-    /// Most tags per point.
+    /// Most tags per point, OpenTSDB's own rule (`tsd.storage.max_tags`),
+    /// answered in its words (`Too many tags: N maximum allowed: M`).
+    /// Checked first; [`Config::max_tags_per_metric`] stays behind it.
     #[serde(default = "default_max_tags")]
     pub max_tags: usize,
     /// Refuse points without tags, as OpenTSDB does.
@@ -86,7 +93,7 @@ pub struct Config {
     /// Longest telnet line; a longer one is counted and skipped.
     #[serde(default = "default_max_line_bytes")]
     pub max_line_bytes: usize,
-    /// Largest `/api/put` body, compressed and decompressed (413 past it).
+    /// Largest `/api/put` body as received, compressed or not (413 past it).
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
     /// How long an HTTP request waits for room in a blocking sink before 503.
@@ -101,6 +108,40 @@ pub struct Config {
     /// The OpenTSDB version `version` and `/api/version` report.
     #[serde(default = "default_opentsdb_version")]
     pub opentsdb_version: String,
+    /// Most tags one point may carry, the limit every listener has under
+    /// this key (`too_many_tags`, `too many tags (max N)`). It counts a
+    /// repeated key once and is checked after [`Config::max_tags`], so the
+    /// smaller of the two applies; the default (256) leaves `max_tags` the
+    /// one OpenTSDB clients hit.
+    #[serde(default = "default_max_tags_per_metric")]
+    pub max_tags_per_metric: usize,
+    /// Longest series key in bytes (`metric,tagk=tagv,…`); a longer point is
+    /// refused (`series_key_too_long`). Same key on every listener.
+    #[serde(default = "default_max_series_key_bytes")]
+    pub max_series_key_bytes: usize,
+    /// Credentials `/api/put` accepts (Basic, `Token`, `Bearer`, `u`/`p`);
+    /// empty means no authentication. Telnet has none: use
+    /// `allowed_networks` for it.
+    #[serde(default)]
+    pub credentials: Vec<Credential>,
+    /// Largest `/api/put` body after gzip or deflate (413 past it).
+    /// Unset: `max_body_bytes`.
+    pub max_decompressed_body_bytes: Option<usize>,
+    /// HTTP: time from a request's first byte to the end of its headers.
+    #[serde(default = "defaults::header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+    /// HTTP: largest request line and headers (431 past it).
+    #[serde(default = "defaults::max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Telnet: a line must be complete this long after its first byte; also
+    /// the time a new connection has to send its first byte.
+    #[serde(default = "defaults::line_timeout_ms")]
+    pub line_timeout_ms: u64,
+    /// Serve TLS (telnet and HTTPS on the one port) with this certificate.
+    pub tls: Option<TlsConfig>,
+    /// Accept connections only from these networks; empty: from anywhere.
+    #[serde(default)]
+    pub allowed_networks: AllowList,
 }
 
 fn default_max_tags() -> usize {
@@ -127,6 +168,12 @@ fn default_idle_timeout_ms() -> u64 {
 fn default_opentsdb_version() -> String {
     "2.4.1".to_owned()
 }
+fn default_max_tags_per_metric() -> usize {
+    Limits::DEFAULT_MAX_TAGS
+}
+fn default_max_series_key_bytes() -> usize {
+    Limits::DEFAULT_MAX_SERIES_KEY_BYTES
+}
 
 impl Config {
     /// A config on `address` with every default.
@@ -145,6 +192,15 @@ impl Config {
             max_connections: default_max_connections(),
             idle_timeout_ms: default_idle_timeout_ms(),
             opentsdb_version: default_opentsdb_version(),
+            max_tags_per_metric: default_max_tags_per_metric(),
+            max_series_key_bytes: default_max_series_key_bytes(),
+            credentials: Vec::new(),
+            max_decompressed_body_bytes: None,
+            header_read_timeout_ms: defaults::header_read_timeout_ms(),
+            max_header_bytes: defaults::max_header_bytes(),
+            line_timeout_ms: defaults::line_timeout_ms(),
+            tls: None,
+            allowed_networks: AllowList::default(),
         }
     }
 
@@ -155,6 +211,8 @@ impl Config {
             ("max_line_bytes", self.max_line_bytes),
             ("max_body_bytes", self.max_body_bytes),
             ("max_connections", self.max_connections),
+            ("max_tags_per_metric", self.max_tags_per_metric),
+            ("max_series_key_bytes", self.max_series_key_bytes),
         ] {
             if v == 0 {
                 p.push(format!("`{key}` must be at least 1"));
@@ -179,6 +237,19 @@ impl Config {
         if self.opentsdb_version.is_empty() || self.opentsdb_version.contains(char::is_control) {
             p.push("`opentsdb_version` must be a non-empty line of text".to_owned());
         }
+        p.extend(credential_problems(&self.credentials));
+        p.extend(shared_problems(
+            self.tls.as_ref(),
+            &[
+                (
+                    "max_decompressed_body_bytes",
+                    self.max_decompressed_body_bytes.map_or(1, |v| v as u64),
+                ),
+                ("header_read_timeout_ms", self.header_read_timeout_ms),
+                ("max_header_bytes", self.max_header_bytes as u64),
+                ("line_timeout_ms", self.line_timeout_ms),
+            ],
+        ));
         p
     }
 
@@ -201,6 +272,14 @@ impl Config {
         }
     }
 
+    /// The per-metric limits every batch this listener parses into checks.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_tags: self.max_tags_per_metric,
+            max_series_key_bytes: self.max_series_key_bytes,
+        }
+    }
+
     fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_timeout_ms.max(1))
     }
@@ -210,7 +289,8 @@ impl Config {
             max_body_bytes: self.max_body_bytes,
             max_connections: self.max_connections,
             idle_timeout: self.idle_timeout(),
-            ..HttpConfig::default()
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms.max(1)),
+            max_header_bytes: self.max_header_bytes,
         }
     }
 
@@ -218,6 +298,7 @@ impl Config {
         TcpConfig {
             max_connections: self.max_connections,
             idle_timeout: self.idle_timeout(),
+            line_timeout: Duration::from_millis(self.line_timeout_ms.max(1)),
             max_line_bytes: self.max_line_bytes,
             ..TcpConfig::default()
         }
@@ -236,7 +317,10 @@ pub fn router(_cfg: &Config, _ctx: ListenerContext) -> Option<Router> {
 /// The address cannot be bound.
 pub async fn start(cfg: &Config, ctx: ListenerContext) -> Result<Started, ListenerError> {
     let labels = Labels::from(&ctx);
-    let acceptor = Acceptor::bind(cfg.address, cfg.max_connections, labels.clone()).await?;
+    let tls = cfg.tls.as_ref().map(ServerTls::load).transpose()?;
+    let mut acceptor = Acceptor::bind(cfg.address, cfg.max_connections, labels.clone()).await?;
+    acceptor.set_allow(cfg.allowed_networks.clone());
+    acceptor.set_tls(tls.clone());
     let address = acceptor.local_addr();
     let shared = Arc::new(Shared::new(cfg, ctx.clone(), labels.clone()));
     let http = HttpService::new(routes(&shared), cfg.http_config(), labels.clone());
@@ -263,34 +347,36 @@ pub async fn start(cfg: &Config, ctx: ListenerContext) -> Result<Started, Listen
             address,
             transport: "tcp",
             run: Box::pin(run),
+            tls,
         }],
     })
 }
 
 /// One connection: sniff the first byte, then serve HTTP or telnet.
 async fn serve(
-    stream: TcpStream,
+    stream: Stream,
     shared: Arc<Shared>,
     http: HttpService,
     tcp_cfg: TcpConfig,
     labels: Labels,
     shutdown: CancellationToken,
 ) {
-    let first = tokio::select! {
-        first = peek_byte(&stream, tcp_cfg.idle_timeout) => first,
-        () = shutdown.cancelled() => return,
-    };
     // Both sides answer small messages (HTTP responses, telnet replies such
     // as tcollector's `version` check) that must not wait for Nagle.
-    if let Err(e) = stream.set_nodelay(true) {
+    if let Err(e) = stream.tcp().set_nodelay(true) {
         tracing::debug!(error = %e, "set TCP_NODELAY failed");
     }
+    // A connection that never speaks holds a slot only this long.
+    let first = tokio::select! {
+        first = sniff_byte(stream, tcp_cfg.line_timeout.min(tcp_cfg.idle_timeout)) => first,
+        () = shutdown.cancelled() => return,
+    };
     match first {
         // OpenTSDB's rule: an uppercase letter starts an HTTP method.
-        Ok(Some(b)) if b.is_ascii_uppercase() => {
+        Ok(Some((b, stream))) if b.is_ascii_uppercase() => {
             http.serve_connection(stream, shutdown).await;
         }
-        Ok(Some(_)) => {
+        Ok(Some((_, stream))) => {
             let conn = Telnet {
                 shared,
                 events: Vec::new(),
@@ -302,7 +388,14 @@ async fn serve(
             }
         }
         Ok(None) => tracing::debug!("connection closed before sending anything"),
-        Err(e) => tracing::debug!(error = %e, "no first byte"),
+        Err(e) => {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                labels
+                    .reason_counter(telemetry::LISTENER_TIMEOUTS, "first_byte")
+                    .increment(1);
+            }
+            tracing::debug!(error = %e, "no first byte");
+        }
     }
 }
 
@@ -310,8 +403,11 @@ async fn serve(
 struct Shared {
     ctx: ListenerContext,
     opts: ParseOptions,
+    limits: Limits,
     telnet_errors: bool,
     max_body_bytes: usize,
+    max_decompressed_body_bytes: usize,
+    auth: Authenticator,
     queue_wait: Duration,
     counters: ListenerCounters,
     /// The telnet `version` answer.
@@ -354,8 +450,13 @@ impl Shared {
         version_json.push('}');
         Shared {
             opts: cfg.parse_options(),
+            limits: cfg.limits(),
             telnet_errors: cfg.telnet_errors,
             max_body_bytes: cfg.max_body_bytes,
+            max_decompressed_body_bytes: cfg
+                .max_decompressed_body_bytes
+                .unwrap_or(cfg.max_body_bytes),
+            auth: Authenticator::new(&cfg.credentials),
             queue_wait: Duration::from_millis(cfg.queue_wait_ms),
             counters: ListenerCounters::new(&labels, ErrorKind::ALL.iter().map(|k| k.reason())),
             version_lines,
@@ -378,6 +479,7 @@ impl LineConn for Telnet {
         let s = self.shared.clone();
         // Lines are about 100 to 200 bytes, and names and tags most of them.
         let mut batch = Batch::with_capacity(lines.len() / 100 + 1, lines.len());
+        batch.set_limits(s.limits);
         self.events.clear();
         let summary = codec::parse(lines, &s.opts, &mut batch, &mut self.events);
         let mut refused = 0;
@@ -507,17 +609,35 @@ async fn put(s: Arc<Shared>, req: Request) -> Response {
         return method_not_allowed(req.method());
     }
     let (parts, body) = req.into_parts();
+    if s.auth.check(&parts) != AuthOutcome::Allowed {
+        let mut resp = error(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            Some("missing or invalid credentials"),
+        );
+        resp.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"OpenTSDB\""),
+        );
+        return resp;
+    }
     let q = parts.uri.query().unwrap_or("");
     // OpenTSDB looks at whether the flags are present, not at their values.
     let details = query_param(q, "details").is_some();
     let summary = details || query_param(q, "summary").is_some();
-    let body = match collect_body(&parts.headers, body, BodyOptions::new(s.max_body_bytes)).await {
+    let body = match collect_body(
+        &parts.headers,
+        body,
+        BodyOptions::with_decompressed(s.max_body_bytes, s.max_decompressed_body_bytes),
+    )
+    .await
+    {
         Ok(b) => b,
         Err(e) => return body_error(&e),
     };
     s.counters.bytes(body.len());
 
-    let put = match codec::parse_put(&body, &s.opts, details) {
+    let put = match codec::parse_put_with_limits(&body, &s.opts, s.limits, details) {
         Ok(p) => p,
         Err(e) => {
             s.counters.reject(ErrorKind::InvalidJson.reason(), 1);

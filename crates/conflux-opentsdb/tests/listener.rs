@@ -66,6 +66,7 @@ async fn run(cfg: Config, queue: usize) -> Running {
             when_full: WhenFull::Block,
         },
         spool: None,
+        max_new_series_per_hour: None,
     }]);
     let shutdown = CancellationToken::new();
     let ctx = ListenerContext {
@@ -570,6 +571,10 @@ fn config_defaults_and_problems() {
     assert_eq!(c, Config::new("127.0.0.1:4242".parse().unwrap()));
     assert!(c.problems().is_empty());
     assert_eq!(c.max_tags, 64);
+    assert_eq!(
+        (c.max_tags_per_metric, c.max_series_key_bytes),
+        (256, 65_535)
+    );
     assert!(c.telnet_errors);
     assert_eq!(c.max_line_bytes, 65_536);
     let bad = Config {
@@ -591,6 +596,18 @@ fn config_defaults_and_problems() {
             "`opentsdb_version` must be a non-empty line of text",
         ]
     );
+    let zero = Config {
+        max_tags_per_metric: 0,
+        max_series_key_bytes: 0,
+        ..Config::new("127.0.0.1:4242".parse().unwrap())
+    };
+    assert_eq!(
+        zero.problems(),
+        vec![
+            "`max_tags_per_metric` must be at least 1",
+            "`max_series_key_bytes` must be at least 1",
+        ]
+    );
     let err = serde_json::from_str::<Config>(r#"{"address":"127.0.0.1:4242","max_tag":3}"#)
         .unwrap_err()
         .to_string();
@@ -606,4 +623,40 @@ fn config_defaults_and_problems() {
 
 fn toml_like(json: &str) -> Config {
     serde_json::from_str(json).unwrap()
+}
+
+#[tokio::test]
+async fn telnet_and_api_put_refuse_points_past_the_limits() {
+    let mut c = cfg();
+    c.max_tags_per_metric = 2;
+    c.max_series_key_bytes = 12;
+    let mut r = run(c, 1000).await;
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    // `b,host=web012` is 13 bytes; `c` has three tags (OpenTSDB's 64 allow them).
+    s.write_all(
+        b"put a 1700000000 1 h=1\nput b 1700000000 2 host=web012\nput c 1700000000 3 x=1 y=2 z=3\nexit\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        read_to_end(&mut s).await,
+        "put: illegal argument: series key too long (max 12 bytes)\n\
+         put: illegal argument: too many tags (max 2)\n"
+    );
+    assert_eq!(
+        r.wait_for(1).await,
+        vec![point("a", 1_700_000_000, 1i64).tag("h", "1")]
+    );
+    let body = r#"[{"metric":"d","timestamp":1700000000,"value":4,"tags":{"h":"1"}},{"metric":"e","timestamp":1700000000,"value":5,"tags":{"x":"1","y":"2","z":"3"}}]"#;
+    let reply = post(r.addr, "/api/put?details", body).await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(
+        reply.body,
+        r#"{"success":1,"failed":1,"errors":[{"datapoint":{"metric":"e","timestamp":1700000000,"value":"5","tags":{"x":"1","y":"2","z":"3"}},"error":"too many tags (max 2)"}]}"#
+    );
+    assert_eq!(
+        r.wait_for(1).await,
+        vec![point("d", 1_700_000_000, 4i64).tag("h", "1")]
+    );
+    r.stop().await;
 }

@@ -111,6 +111,11 @@ pub struct AdminConfig {
     /// Set to false to run without it.
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// Serve the admin routes over HTTPS with this certificate.
+    pub tls: Option<conflux_net::tls::TlsConfig>,
+    /// Accept connections only from these networks; empty: from anywhere.
+    #[serde(default)]
+    pub allowed_networks: conflux_net::allow::AllowList,
 }
 
 fn default_admin_address() -> SocketAddr {
@@ -126,6 +131,8 @@ impl Default for AdminConfig {
         AdminConfig {
             address: default_admin_address(),
             enabled: true,
+            tls: None,
+            allowed_networks: conflux_net::allow::AllowList::default(),
         }
     }
 }
@@ -216,6 +223,8 @@ struct SinkQueueConfig {
     when_full: WhenFull,
     #[serde(default = "default_queue_max_metrics")]
     queue_max_metrics: usize,
+    #[serde(default)]
+    max_new_series_per_hour: Option<u64>,
     #[serde(flatten)]
     spool: SpoolSettings,
 }
@@ -223,6 +232,7 @@ struct SinkQueueConfig {
 const QUEUE_KEYS: &[&str] = &[
     "when_full",
     "queue_max_metrics",
+    "max_new_series_per_hour",
     "durable",
     "spool_dir",
     "spool_max_bytes",
@@ -317,6 +327,8 @@ pub struct SinkConfig {
     pub when_full: WhenFull,
     /// Queue capacity in metrics.
     pub queue_max_metrics: usize,
+    /// Cardinality limit: new series admitted per hour window; `None` for none.
+    pub max_new_series_per_hour: Option<u64>,
     /// Disk spool settings.
     pub spool: SpoolSettings,
     /// Routing filter, as written.
@@ -341,6 +353,7 @@ impl SinkConfig {
                 spool,
                 durable: self.spool.durable,
             }),
+            max_new_series_per_hour: self.max_new_series_per_hour,
         }
     }
 
@@ -427,6 +440,92 @@ fn tidy(e: &toml::de::Error) -> String {
     e.message().trim().replace('\n', " ")
 }
 
+/// Listeners sharing an HTTP port share its TLS and allow-list: a problem
+/// when they configure different ones.
+fn differing_security<'a>(
+    mut listeners: impl Iterator<Item = &'a ListenerEntry>,
+    addr: SocketAddr,
+) -> Option<String> {
+    let first = listeners.next()?;
+    let other = listeners.find(|l| {
+        l.config.tls() != first.config.tls()
+            || l.config.allowed_networks() != first.config.allowed_networks()
+    })?;
+    Some(format!(
+        "`{}` and `{}` share address {addr} but differ in `tls` or `allowed_networks`; one port has one certificate and one allow-list",
+        first.name, other.name
+    ))
+}
+
+/// Replace `${NAME}` in every string under `value` by the environment
+/// variable `NAME`, so that secrets need not live in the file (`password =
+/// "${INFLUX_PASSWORD}"`). `$${` stands for a literal `${`; any other `$` is
+/// kept. An unset variable is a problem at `at` (the dotted key path), never
+/// an empty string.
+fn expand_env(
+    value: &mut toml::Value,
+    at: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<Problem>,
+) {
+    match value {
+        toml::Value::String(s) if s.contains('$') => match expand_str(s, env) {
+            Ok(expanded) => *s = expanded,
+            Err(message) => problems.push(Problem {
+                at: at.to_owned(),
+                message,
+            }),
+        },
+        toml::Value::Array(items) => {
+            for (i, v) in items.iter_mut().enumerate() {
+                expand_env(v, &format!("{at}[{i}]"), env, problems);
+            }
+        }
+        toml::Value::Table(t) => {
+            for (k, v) in t.iter_mut() {
+                expand_env(v, &format!("{at}.{k}"), env, problems);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn expand_str(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if let Some(after) = tail.strip_prefix("$${") {
+            out.push_str("${");
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("${") {
+            let Some(end) = after.find('}') else {
+                return Err("`${` without a closing `}`".to_owned());
+            };
+            let name = &after[..end];
+            let valid = !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(format!(
+                    "`${{{name}}}`: a variable name is letters, digits and `_`"
+                ));
+            }
+            match env(name) {
+                Some(v) => out.push_str(&v),
+                None => return Err(format!("environment variable `{name}` is not set")),
+            }
+            rest = &after[end + 1..];
+        } else {
+            out.push('$');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 /// Deserialize a component table (with `type` removed) into its config struct.
 pub fn component<T: DeserializeOwned>(table: toml::Table) -> Result<T, String> {
     toml::Value::Table(table)
@@ -446,8 +545,23 @@ impl Config {
                 message: format!("invalid TOML: {}", e.to_string().trim().replace('\n', " ")),
             }])
         })?;
+        Config::parse_table(root, &|name| std::env::var(name).ok())
+    }
+
+    /// Validate an already parsed TOML document, expanding `${VAR}` in every
+    /// string with `env` (the process environment in [`Config::parse`]).
+    ///
+    /// # Errors
+    /// As [`Config::parse`].
+    pub fn parse_table(
+        root: toml::Table,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, Problems> {
         let mut problems = Vec::new();
         let mut root = root;
+        for (key, value) in root.iter_mut() {
+            expand_env(value, key, env, &mut problems);
+        }
         for key in root.keys() {
             if !TOP_KEYS.contains(&key.as_str()) {
                 problems.push(Problem {
@@ -504,6 +618,14 @@ impl Config {
 
     /// Checks that span components: addresses, routes, inputs.
     fn cross_check(&self, problems: &mut Vec<Problem>, check_routing: bool) {
+        if let Some(tls) = &self.admin.tls {
+            for message in tls.problems() {
+                problems.push(Problem {
+                    at: "admin".to_owned(),
+                    message,
+                });
+            }
+        }
         for l in &self.listeners {
             for message in l.config.problems() {
                 problems.push(Problem {
@@ -548,6 +670,16 @@ impl Config {
                         names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(" and "),
                         if *is_udp { "udp" } else { "tcp" }
                     ),
+                });
+            } else if let Some(message) = differing_security(
+                self.listeners
+                    .iter()
+                    .filter(|l| names.contains(&l.name.as_str())),
+                *addr,
+            ) {
+                problems.push(Problem {
+                    at: String::new(),
+                    message,
                 });
             } else if let Err(conflicts) = crate::listeners::check_shared_routes(
                 self.listeners
@@ -705,6 +837,7 @@ fn parse_sink(name: &str, mut table: toml::Table) -> Result<SinkConfig, Vec<Stri
         SinkQueueConfig {
             when_full: WhenFull::Block,
             queue_max_metrics: default_queue_max_metrics(),
+            max_new_series_per_hour: None,
             spool: SpoolSettings::default(),
         }
     });
@@ -719,6 +852,11 @@ fn parse_sink(name: &str, mut table: toml::Table) -> Result<SinkConfig, Vec<Stri
     errors.extend(runner.problems());
     if queue.queue_max_metrics == 0 {
         errors.push("`queue_max_metrics` must be at least 1".to_owned());
+    }
+    if queue.max_new_series_per_hour == Some(0) {
+        errors.push(
+            "`max_new_series_per_hour` must be at least 1 (leave it out for no limit)".to_owned(),
+        );
     }
     if queue.spool.durable && queue.when_full != WhenFull::Spool {
         errors.push("`durable = true` needs `when_full = \"spool\"`".to_owned());
@@ -785,6 +923,7 @@ fn parse_sink(name: &str, mut table: toml::Table) -> Result<SinkConfig, Vec<Stri
         kind,
         when_full: queue.when_full,
         queue_max_metrics: queue.queue_max_metrics,
+        max_new_series_per_hour: queue.max_new_series_per_hour,
         spool: queue.spool,
         filter_config,
         filter,
@@ -795,6 +934,69 @@ fn parse_sink(name: &str, mut table: toml::Table) -> Result<SinkConfig, Vec<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_with_env(src: &str, vars: &[(&str, &str)]) -> Result<Config, Vec<String>> {
+        let root: toml::Table = src.parse().unwrap();
+        let env = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        Config::parse_table(root, &env).map_err(|p| p.0.iter().map(ToString::to_string).collect())
+    }
+
+    const WITH_SECRETS: &str = r#"
+[listeners.edge]
+type = "influx"
+address = "127.0.0.1:0"
+credentials = [{ username = "telegraf", password = "${EDGE_PW}" }, { token = "pre-${TOKEN}-$${NOT}-$5" }]
+[sinks.out]
+type = "file"
+path = "${OUT_DIR}/metrics.lp"
+"#;
+
+    #[test]
+    fn expands_environment_variables_in_every_string() {
+        let cfg = parse_with_env(
+            WITH_SECRETS,
+            &[
+                ("EDGE_PW", "s3cret"),
+                ("TOKEN", "abc"),
+                ("OUT_DIR", "/var/x"),
+            ],
+        )
+        .unwrap();
+        let crate::listeners::ListenerConfig::Influx(influx) = &cfg.listeners[0].config else {
+            panic!("not influx");
+        };
+        assert_eq!(influx.credentials[0].password.as_deref(), Some("s3cret"));
+        assert_eq!(
+            influx.credentials[1].token.as_deref(),
+            Some("pre-abc-${NOT}-$5")
+        );
+        assert!(format!("{:?}", cfg.sinks[0]).contains("/var/x/metrics.lp"));
+    }
+
+    #[test]
+    fn an_unset_variable_is_a_problem_naming_the_key() {
+        let p = parse_with_env(WITH_SECRETS, &[("TOKEN", "abc")]).unwrap_err();
+        assert!(
+            p.iter().any(|s| s
+                == "listeners.edge.credentials[0].password: environment variable `EDGE_PW` is not set"),
+            "{p:#?}"
+        );
+        assert!(
+            p.iter()
+                .any(|s| s.contains("sinks.out.path") && s.contains("`OUT_DIR`")),
+            "{p:#?}"
+        );
+        assert_eq!(
+            expand_str("a${", &|_| None).unwrap_err(),
+            "`${` without a closing `}`"
+        );
+        assert!(expand_str("${1X}", &|_| Some(String::new())).is_err());
+        assert_eq!(expand_str("$$x$", &|_| None).unwrap(), "$$x$");
+    }
 
     fn problems(src: &str) -> Vec<String> {
         match Config::parse(src) {
@@ -986,6 +1188,51 @@ spool_fsync = "never"
                 .any(|s| s.starts_with("sinks.c: ") && s.contains("never")),
             "{p:#?}"
         );
+    }
+
+    #[test]
+    fn max_new_series_per_hour_reaches_the_spec_and_zero_is_refused() {
+        let cfg = Config::parse(
+            r#"
+[listeners.edge]
+type = "influx"
+address = "127.0.0.1:0"
+[sinks.a]
+type = "file"
+path = "a.lp"
+max_new_series_per_hour = 5000
+[sinks.b]
+type = "blackhole"
+"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.sinks[0].max_new_series_per_hour, Some(5000));
+        assert_eq!(cfg.sinks[0].spec(None).max_new_series_per_hour, Some(5000));
+        assert_eq!(cfg.sinks[1].spec(None).max_new_series_per_hour, None);
+
+        let p = problems(
+            r#"
+[listeners.edge]
+type = "influx"
+address = "127.0.0.1:0"
+[sinks.a]
+type = "blackhole"
+max_new_series_per_hour = 0
+[sinks.b]
+type = "blackhole"
+max_new_series_per_hour = -1
+[sinks.c]
+type = "blackhole"
+max_new_series_per_hour = "many"
+"#,
+        );
+        assert!(
+            p.iter().any(|s| s
+                == "sinks.a: `max_new_series_per_hour` must be at least 1 (leave it out for no limit)"),
+            "{p:#?}"
+        );
+        assert!(p.iter().any(|s| s.starts_with("sinks.b: ")), "{p:#?}");
+        assert!(p.iter().any(|s| s.starts_with("sinks.c: ")), "{p:#?}");
     }
 
     #[test]

@@ -74,6 +74,26 @@ impl ListenerConfig {
         }
     }
 
+    /// Its `tls` table.
+    pub fn tls(&self) -> Option<&conflux_net::tls::TlsConfig> {
+        match self {
+            ListenerConfig::Influx(c) => c.tls.as_ref(),
+            ListenerConfig::Opentsdb(c) => c.tls.as_ref(),
+            ListenerConfig::Graphite(c) => c.tls.as_ref(),
+            ListenerConfig::Kairosdb(c) => c.tls.as_ref(),
+        }
+    }
+
+    /// Its `allowed_networks`.
+    pub fn allowed_networks(&self) -> &conflux_net::allow::AllowList {
+        match self {
+            ListenerConfig::Influx(c) => &c.allowed_networks,
+            ListenerConfig::Opentsdb(c) => &c.allowed_networks,
+            ListenerConfig::Graphite(c) => &c.allowed_networks,
+            ListenerConfig::Kairosdb(c) => &c.allowed_networks,
+        }
+    }
+
     /// The sockets it will open.
     pub fn sockets(&self) -> Vec<Socket> {
         match self {

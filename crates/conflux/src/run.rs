@@ -17,7 +17,9 @@ use anyhow::{Context, anyhow};
 use conflux_core::component::{CancellationToken, ListenerContext};
 use conflux_core::{Pipeline, telemetry};
 use conflux_net::Labels;
+use conflux_net::allow::AllowList;
 use conflux_net::http::{HttpConfig, HttpServer, Router};
+use conflux_net::tls::{ServerTls, TlsConfig};
 use conflux_sinks::Stop;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::task::JoinSet;
@@ -49,6 +51,8 @@ struct SharedHttp {
     dialects: Vec<&'static str>,
     cfg: HttpConfig,
     router: Router,
+    tls: Option<TlsConfig>,
+    allow: AllowList,
 }
 
 async fn run(cfg: Config, handle: PrometheusHandle) -> anyhow::Result<()> {
@@ -83,6 +87,8 @@ async fn run(cfg: Config, handle: PrometheusHandle) -> anyhow::Result<()> {
     // merged per address so that several dialects can share a port.
     let shutdown = CancellationToken::new();
     let mut listener_tasks = JoinSet::new();
+    // Every loaded certificate, by the component that serves it, for SIGHUP.
+    let mut certificates: Vec<(String, ServerTls)> = Vec::new();
     let mut http: BTreeMap<SocketAddr, SharedHttp> = BTreeMap::new();
     let mut fresh_ports: Vec<(SocketAddr, SharedHttp)> = Vec::new();
     for l in &cfg.listeners {
@@ -99,7 +105,10 @@ async fn run(cfg: Config, handle: PrometheusHandle) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("start listener `{}`", l.name))?;
         for server in started.servers {
-            tracing::info!(listener = %l.name, dialect, address = %server.address, transport = server.transport, "listening");
+            tracing::info!(listener = %l.name, dialect, address = %server.address, transport = server.transport, tls = server.tls.is_some(), "listening");
+            if let Some(tls) = server.tls {
+                certificates.push((l.name.clone(), tls));
+            }
             listener_tasks.spawn(server.run);
         }
         for part in started.http {
@@ -108,6 +117,8 @@ async fn run(cfg: Config, handle: PrometheusHandle) -> anyhow::Result<()> {
                 dialects: vec![dialect],
                 cfg: part.config,
                 router: part.router,
+                tls: part.tls,
+                allow: part.allow,
             };
             if part.address.port() == 0 {
                 fresh_ports.push((part.address, entry));
@@ -118,6 +129,12 @@ async fn run(cfg: Config, handle: PrometheusHandle) -> anyhow::Result<()> {
                     http.insert(part.address, entry);
                 }
                 Some(shared) => {
+                    if shared.tls != entry.tls || shared.allow != entry.allow {
+                        return Err(anyhow!(
+                            "address {}: listeners sharing it differ in `tls` or `allowed_networks`",
+                            part.address
+                        ));
+                    }
                     shared
                         .router
                         .merge(entry.router)
@@ -137,12 +154,24 @@ async fn run(cfg: Config, handle: PrometheusHandle) -> anyhow::Result<()> {
                 "shared"
             },
         };
-        let server = HttpServer::bind(addr, shared.cfg, labels)
+        let names = shared.names.join("`, `");
+        let tls = shared
+            .tls
+            .as_ref()
+            .map(ServerTls::load)
+            .transpose()
+            .with_context(|| format!("listener `{names}`: TLS"))?;
+        let mut server = HttpServer::bind(addr, shared.cfg, labels)
             .await
-            .with_context(|| format!("bind listener `{}` on {addr}", shared.names.join("`, `")))?;
+            .with_context(|| format!("bind listener `{names}` on {addr}"))?;
+        server.set_allow(shared.allow);
+        server.set_tls(tls.clone());
         let bound = server.local_addr();
         for (name, dialect) in shared.names.iter().zip(&shared.dialects) {
-            tracing::info!(listener = %name, dialect = *dialect, address = %bound, transport = "http", "listening");
+            tracing::info!(listener = %name, dialect = *dialect, address = %bound, transport = if tls.is_some() { "https" } else { "http" }, "listening");
+        }
+        if let Some(tls) = tls {
+            certificates.push((shared.names.join(","), tls));
         }
         listener_tasks.spawn(server.run(shared.router, shutdown.clone()));
     }
@@ -153,9 +182,21 @@ async fn run(cfg: Config, handle: PrometheusHandle) -> anyhow::Result<()> {
             listener: "admin".into(),
             dialect: "admin",
         };
-        let server = HttpServer::bind(cfg.admin.address, HttpConfig::default(), labels)
+        let tls = cfg
+            .admin
+            .tls
+            .as_ref()
+            .map(ServerTls::load)
+            .transpose()
+            .context("admin: TLS")?;
+        let mut server = HttpServer::bind(cfg.admin.address, HttpConfig::default(), labels)
             .await
             .with_context(|| format!("bind admin on {}", cfg.admin.address))?;
+        server.set_allow(cfg.admin.allowed_networks.clone());
+        server.set_tls(tls.clone());
+        if let Some(tls) = tls {
+            certificates.push(("admin".to_owned(), tls));
+        }
         tracing::info!(component = "admin", address = %server.local_addr(), "admin listening");
         Some(tokio::spawn(server.run(
             admin::router(handle.clone(), ready_flag.clone()),
@@ -182,7 +223,12 @@ async fn run(cfg: Config, handle: PrometheusHandle) -> anyhow::Result<()> {
         "conflux ready"
     );
 
-    let signal = signals.recv().await;
+    let signal = loop {
+        match signals.recv().await {
+            "SIGHUP" => reload_certificates(&certificates),
+            other => break other,
+        }
+    };
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(cfg.daemon.shutdown_timeout_ms);
     tracing::info!(
@@ -195,7 +241,7 @@ async fn run(cfg: Config, handle: PrometheusHandle) -> anyhow::Result<()> {
     // A second signal skips the wait.
     let (abort, stop_now) = (stop.abort.clone(), shutdown.clone());
     tokio::spawn(async move {
-        signals.recv().await;
+        while signals.recv().await == "SIGHUP" {}
         tracing::warn!("second signal: stopping now");
         stop_now.cancel();
         abort.cancel();
@@ -282,10 +328,30 @@ async fn drain(set: &mut JoinSet<()>) {
     while set.join_next().await.is_some() {}
 }
 
-/// SIGTERM and SIGINT, registered once.
+/// SIGHUP: read every certificate again (a renewed one). A file that fails
+/// leaves that component on its old certificate, logged at ERROR.
+fn reload_certificates(certificates: &[(String, ServerTls)]) {
+    tracing::info!(
+        certificates = certificates.len(),
+        "SIGHUP: reloading TLS certificates"
+    );
+    for (component, tls) in certificates {
+        match tls.reload() {
+            Ok(()) => {
+                tracing::info!(component = %component, cert_file = %tls.cert_file().display(), "TLS certificate reloaded");
+            }
+            Err(e) => {
+                tracing::error!(component = %component, error = %e, "TLS certificate reload failed; keeping the old one");
+            }
+        }
+    }
+}
+
+/// SIGTERM, SIGINT and SIGHUP, registered once.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -294,6 +360,7 @@ impl Signals {
         Ok(Signals {
             term: signal(SignalKind::terminate()).context("install SIGTERM handler")?,
             int: signal(SignalKind::interrupt()).context("install SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("install SIGHUP handler")?,
         })
     }
 
@@ -302,6 +369,7 @@ impl Signals {
         tokio::select! {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",
+            _ = self.hup.recv() => "SIGHUP",
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Credentials as clients send them: HTTP Basic, `Authorization: Token …`
 //! (InfluxDB 2, or InfluxDB 1's `Token user:password`), `Bearer …`, and
-//! InfluxDB 1's `u=` / `p=` query parameters; plus query-string lookup and a
-//! constant-time comparison for checking secrets.
+//! InfluxDB 1's `u=` / `p=` query parameters; the [`Credential`] list a
+//! listener is configured with and the [`Authenticator`] that checks a
+//! request against it; plus query-string lookup and a constant-time
+//! comparison for checking secrets.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -9,6 +11,146 @@ use std::fmt;
 use base64::Engine as _;
 use http::header;
 use http::request::Parts;
+use serde::Deserialize;
+
+/// One accepted credential of a listener (`[[listeners.NAME.credentials]]`):
+/// a user and password (Basic, `u`/`p`, `Token user:password`) or a token
+/// (`Token …`, `Bearer …`). `Debug` never prints a secret.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credential {
+    /// User name.
+    pub username: Option<String>,
+    /// Password.
+    pub password: Option<String>,
+    /// API token.
+    pub token: Option<String>,
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credential")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Every problem with a listener's `credentials`.
+pub fn credential_problems(creds: &[Credential]) -> Vec<String> {
+    let mut p = Vec::new();
+    for (i, c) in creds.iter().enumerate() {
+        let user = c.username.is_some() || c.password.is_some();
+        let pair = c.username.as_deref().is_some_and(|u| !u.is_empty()) && c.password.is_some();
+        let token = c.token.as_deref().is_some_and(|t| !t.is_empty());
+        if user == c.token.is_some() || (user && !pair) || (c.token.is_some() && !token) {
+            p.push(format!(
+                "`credentials[{i}]` needs either `username` and `password`, or a non-empty `token`"
+            ));
+        }
+    }
+    p
+}
+
+/// What [`Authenticator::check`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthOutcome {
+    /// No credentials are configured, or the request carries one of them.
+    Allowed,
+    /// The request carries no credentials (or a form that cannot be parsed).
+    Missing,
+    /// The request carries credentials that match none configured.
+    Denied,
+}
+
+/// Checks requests against a listener's credentials. Secrets are kept as
+/// SHA-256 digests and every configured entry is compared, so neither the
+/// time taken nor the lengths compared tell an attacker how close a guess
+/// came or which entry matched.
+#[derive(Clone, Default)]
+pub struct Authenticator {
+    users: Vec<([u8; 32], [u8; 32])>,
+    tokens: Vec<[u8; 32]>,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("users", &self.users.len())
+            .field("tokens", &self.tokens.len())
+            .finish()
+    }
+}
+
+fn digest(s: &str) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+impl Authenticator {
+    /// Accept these credentials; none means every request is allowed.
+    /// Entries that [`credential_problems`] rejects are ignored.
+    pub fn new(creds: &[Credential]) -> Authenticator {
+        let mut a = Authenticator::default();
+        for c in creds {
+            if let (Some(u), Some(p)) = (&c.username, &c.password) {
+                a.users.push((digest(u), digest(p)));
+            }
+            if let Some(t) = &c.token {
+                a.tokens.push(digest(t));
+            }
+        }
+        a
+    }
+
+    /// Whether no credentials are configured (authentication is off).
+    pub fn is_open(&self) -> bool {
+        self.users.is_empty() && self.tokens.is_empty()
+    }
+
+    /// Check the credentials of a request. Basic and `u`/`p` match a user;
+    /// `Bearer` matches a token; `Token` matches a token, or a user in
+    /// InfluxDB 1's `Token user:password` form.
+    pub fn check(&self, parts: &Parts) -> AuthOutcome {
+        if self.is_open() {
+            return AuthOutcome::Allowed;
+        }
+        let ok = match credentials(parts) {
+            None => return AuthOutcome::Missing,
+            Some(Credentials::Basic { user, password } | Credentials::Query { user, password }) => {
+                self.user_ok(&user, &password)
+            }
+            Some(Credentials::Token(t)) => {
+                let as_user = t.split_once(':').is_some_and(|(u, p)| self.user_ok(u, p));
+                self.token_ok(&t) | as_user
+            }
+            Some(Credentials::Bearer(t)) => self.token_ok(&t),
+        };
+        if ok {
+            AuthOutcome::Allowed
+        } else {
+            AuthOutcome::Denied
+        }
+    }
+
+    fn user_ok(&self, user: &str, password: &str) -> bool {
+        let (u, p) = (digest(user), digest(password));
+        // Every entry, and both halves of each, without an early exit.
+        self.users
+            .iter()
+            .fold(false, |hit, (cu, cp)| hit | (ct_eq(cu, &u) & ct_eq(cp, &p)))
+    }
+
+    fn token_ok(&self, token: &str) -> bool {
+        let t = digest(token);
+        self.tokens
+            .iter()
+            .fold(false, |hit, ct| hit | ct_eq(ct, &t))
+    }
+}
 
 /// Credentials found in a request. `Debug` never prints a secret.
 #[derive(Clone, PartialEq, Eq)]
@@ -267,6 +409,89 @@ mod tests {
             query_param("db=plain", "db"),
             Some(Cow::Borrowed("plain"))
         ));
+    }
+
+    fn cred(user: Option<&str>, password: Option<&str>, token: Option<&str>) -> Credential {
+        Credential {
+            username: user.map(Into::into),
+            password: password.map(Into::into),
+            token: token.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn authenticator_accepts_every_form_of_a_configured_credential() {
+        let a = Authenticator::new(&[
+            cred(Some("telegraf"), Some("s3cr:et"), None),
+            cred(None, None, Some("tok-1")),
+        ]);
+        assert!(!a.is_open());
+        let ok = |uri: &str, h: Option<&str>| a.check(&parts(uri, h));
+        assert_eq!(
+            ok("/write", Some("Basic dGVsZWdyYWY6czNjcjpldA==")),
+            AuthOutcome::Allowed
+        );
+        assert_eq!(
+            ok("/write?u=telegraf&p=s3cr%3Aet", None),
+            AuthOutcome::Allowed
+        );
+        assert_eq!(
+            ok("/write", Some("Token telegraf:s3cr:et")),
+            AuthOutcome::Allowed
+        );
+        assert_eq!(
+            ok("/api/v2/write", Some("Token tok-1")),
+            AuthOutcome::Allowed
+        );
+        assert_eq!(ok("/write", Some("Bearer tok-1")), AuthOutcome::Allowed);
+    }
+
+    #[test]
+    fn authenticator_refuses_wrong_and_missing_credentials() {
+        let a = Authenticator::new(&[
+            cred(Some("telegraf"), Some("pw"), None),
+            cred(None, None, Some("tok-1")),
+        ]);
+        let check = |uri: &str, h: Option<&str>| a.check(&parts(uri, h));
+        assert_eq!(check("/write", None), AuthOutcome::Missing);
+        assert_eq!(check("/write", Some("Digest x")), AuthOutcome::Missing);
+        assert_eq!(check("/write?u=telegraf&p=PW", None), AuthOutcome::Denied);
+        assert_eq!(check("/write?u=other&p=pw", None), AuthOutcome::Denied);
+        assert_eq!(check("/write", Some("Token tok-2")), AuthOutcome::Denied);
+        // A password is not a token, and a token is not a password.
+        assert_eq!(check("/write", Some("Bearer pw")), AuthOutcome::Denied);
+        assert_eq!(
+            check("/write?u=telegraf&p=tok-1", None),
+            AuthOutcome::Denied
+        );
+    }
+
+    #[test]
+    fn no_credentials_means_open() {
+        let a = Authenticator::new(&[]);
+        assert!(a.is_open());
+        assert_eq!(a.check(&parts("/write", None)), AuthOutcome::Allowed);
+    }
+
+    #[test]
+    fn credential_problems_name_the_entry() {
+        assert!(credential_problems(&[cred(Some("u"), Some(""), None)]).is_empty());
+        for bad in [
+            cred(Some("u"), None, None),
+            cred(Some(""), Some("p"), None),
+            cred(None, None, Some("")),
+            cred(Some("u"), Some("p"), Some("t")),
+            cred(None, None, None),
+        ] {
+            let p = credential_problems(&[cred(None, None, Some("t")), bad.clone()]);
+            assert_eq!(p.len(), 1, "{bad:?}");
+            assert!(p[0].starts_with("`credentials[1]`"), "{p:?}");
+        }
+        let shown = format!("{:?}", cred(Some("u"), Some("hunter2"), Some("tok")));
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("tok\""),
+            "{shown}"
+        );
     }
 
     #[test]

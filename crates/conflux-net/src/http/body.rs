@@ -56,19 +56,30 @@ impl BodyError {
 /// How [`read_body_with`] reads a body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BodyOptions {
-    /// Largest body in bytes, raw and after decompression.
+    /// Largest body in bytes as received (compressed, when it is).
     pub limit: usize,
+    /// Largest body in bytes after decompression; a gzip bomb stops here.
+    pub decompressed_limit: usize,
     /// Treat `Content-Type: application/gzip` without a `Content-Encoding` as
     /// gzip (KairosDB's deprecated way to post compressed data).
     pub gzip_content_type: bool,
 }
 
 impl BodyOptions {
-    /// A limit of `limit` bytes, no content-type sniffing.
+    /// A limit of `limit` bytes, raw and decompressed, no content-type sniffing.
     pub fn new(limit: usize) -> BodyOptions {
         BodyOptions {
             limit,
+            decompressed_limit: limit,
             gzip_content_type: false,
+        }
+    }
+
+    /// `limit` bytes as received, `decompressed_limit` after decompression.
+    pub fn with_decompressed(limit: usize, decompressed_limit: usize) -> BodyOptions {
+        BodyOptions {
+            decompressed_limit,
+            ..BodyOptions::new(limit)
         }
     }
 }
@@ -118,12 +129,20 @@ where
     B: Body<Data = Bytes>,
     B::Error: std::fmt::Display,
 {
-    let limit = opts.limit;
+    let coding = coding(headers, opts)?;
+    // Uncompressed, the raw bytes are the decoded bytes: the smaller limit holds.
+    let (limit, out_limit) = match coding {
+        Coding::Identity => {
+            let l = opts.limit.min(opts.decompressed_limit);
+            (l, l)
+        }
+        Coding::Gzip | Coding::Deflate => (opts.limit, opts.decompressed_limit),
+    };
     let hint = body.size_hint();
     if hint.lower() > limit as u64 {
         return Err(BodyError::TooLarge { limit });
     }
-    let mut sink = Sink::new(coding(headers, opts)?, limit, hint.exact());
+    let mut sink = Sink::new(coding, out_limit, hint.exact());
     let mut body = std::pin::pin!(body);
     let mut raw = 0usize;
     while let Some(frame) = body.frame().await {
@@ -748,13 +767,46 @@ mod tests {
         let z = gzip(b"a 1\n");
         let h = headers(&[("content-type", "application/gzip")]);
         let opts = BodyOptions {
-            limit: LIMIT,
             gzip_content_type: true,
+            ..BodyOptions::new(LIMIT)
         };
         assert_eq!(read(&h, chunked(&z, 5), opts).unwrap(), &b"a 1\n"[..]);
         assert_eq!(
             read(&h, chunked(&z, 5), BodyOptions::new(LIMIT)).unwrap(),
             z
+        );
+    }
+
+    #[test]
+    fn compressed_and_decompressed_limits_are_separate() {
+        let plain = vec![b'a'; 10_000];
+        let z = gzip(&plain);
+        assert!(z.len() < 200);
+        let h = headers(&[("content-encoding", "gzip")]);
+        // The compressed size is under both limits; the decompressed one decides.
+        let over = BodyOptions::with_decompressed(1_000, 9_999);
+        assert_eq!(
+            read(&h, chunked(&z, 7), over).unwrap_err(),
+            BodyError::TooLarge { limit: 9_999 }
+        );
+        let fits = BodyOptions::with_decompressed(1_000, 10_000);
+        assert_eq!(read(&h, chunked(&z, 7), fits).unwrap(), plain);
+        // Raw bytes past the raw limit fail however small they decompress to.
+        let tight = BodyOptions::with_decompressed(50, 1 << 20);
+        assert_eq!(
+            read(&h, chunked(&z, 7), tight).unwrap_err(),
+            BodyError::TooLarge { limit: 50 }
+        );
+        // Without compression the smaller of the two applies.
+        let identity = headers(&[]);
+        assert_eq!(
+            read(
+                &identity,
+                chunked(&plain, 100),
+                BodyOptions::with_decompressed(20_000, 5_000)
+            )
+            .unwrap_err(),
+            BodyError::TooLarge { limit: 5_000 }
         );
     }
 

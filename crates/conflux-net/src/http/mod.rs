@@ -27,7 +27,9 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
+use crate::allow::AllowList;
 use crate::conn::Acceptor;
+use crate::tls::ServerTls;
 use crate::{Labels, ListenerError};
 
 pub mod auth;
@@ -161,6 +163,16 @@ impl HttpServer {
         self.acceptor.local_addr()
     }
 
+    /// Accept connections only from these networks.
+    pub fn set_allow(&mut self, allow: AllowList) {
+        self.acceptor.set_allow(allow);
+    }
+
+    /// Serve HTTPS.
+    pub fn set_tls(&mut self, tls: Option<ServerTls>) {
+        self.acceptor.set_tls(tls);
+    }
+
     /// Serve `router` until `shutdown`: then stop accepting, let requests in
     /// flight finish, close idle keep-alive connections, and return once
     /// every connection has closed.
@@ -190,6 +202,8 @@ struct ServiceInner {
     router: Router,
     cfg: HttpConfig,
     statuses: StatusCounters,
+    idle_timeouts: metrics::Counter,
+    header_timeouts: metrics::Counter,
 }
 
 impl std::fmt::Debug for HttpService {
@@ -208,6 +222,8 @@ impl HttpService {
             inner: Arc::new(ServiceInner {
                 router,
                 cfg,
+                idle_timeouts: labels.reason_counter(telemetry::LISTENER_TIMEOUTS, "idle"),
+                header_timeouts: labels.reason_counter(telemetry::LISTENER_TIMEOUTS, "header"),
                 statuses: StatusCounters::new(labels),
             }),
         }
@@ -224,6 +240,7 @@ impl HttpService {
         let state = Arc::new(watch::ConnState::new());
         let io = TokioIo::new(watch::Watched::new(io, state.clone()));
         let inner = self.inner.clone();
+        let timeouts = (inner.idle_timeouts.clone(), inner.header_timeouts.clone());
         let conn_state = state.clone();
         let service = hyper::service::service_fn(move |req: Request| {
             let in_flight = watch::InFlight::start(conn_state.clone());
@@ -265,6 +282,10 @@ impl HttpService {
                     let (deadline, why) = state.deadline(&cfg);
                     if tokio::time::Instant::now() >= deadline {
                         tracing::debug!(reason = why, "closing http connection");
+                        match why {
+                            watch::HEADER_TIMEOUT => timeouts.1.increment(1),
+                            _ => timeouts.0.increment(1),
+                        }
                         return;
                     }
                 }

@@ -25,6 +25,9 @@ use tokio::time::Instant;
 
 use super::HttpConfig;
 
+/// Why [`ConnState::deadline`] closes a connection reading a request head too slowly.
+pub(super) const HEADER_TIMEOUT: &str = "request header timeout";
+
 /// Timing state of one connection; times are nanoseconds since `base`.
 pub(super) struct ConnState {
     base: Instant,
@@ -80,10 +83,7 @@ impl ConnState {
         match self.head_since.load(Relaxed) {
             0 => idle,
             since => {
-                let head = (
-                    at(since - 1, cfg.header_read_timeout),
-                    "request header timeout",
-                );
+                let head = (at(since - 1, cfg.header_read_timeout), HEADER_TIMEOUT);
                 if head.0 < idle.0 { head } else { idle }
             }
         }

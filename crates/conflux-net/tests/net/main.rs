@@ -7,4 +7,5 @@ mod common;
 mod http;
 mod sniff;
 mod tcp;
+mod tls;
 mod udp;
