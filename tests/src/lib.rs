@@ -434,3 +434,18 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     e.write_all(data).unwrap();
     e.finish().unwrap()
 }
+
+/// The Python that has the real client libraries (`influxdb`,
+/// `influxdb-client`, `requests`, `graphyte`): `$CONFLUX_PYTHON`
+/// (scripts/test.sh sets it), else the project's `.venv`.
+pub fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("CONFLUX_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    assert!(
+        venv.exists(),
+        "no Python with the client libraries: run scripts/test.sh (it creates .venv), or set CONFLUX_PYTHON"
+    );
+    venv
+}

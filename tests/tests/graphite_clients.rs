@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use conflux_e2e::{Daemon, read, signal, wait_until};
+use conflux_e2e::{Daemon, python, read, signal, wait_until};
 
 const CONFIG: &str = r#"
 [listeners.graphite]
@@ -27,31 +27,6 @@ type = "file"
 path = "out.lp"
 batch_max_age_ms = 5
 "#;
-
-/// The Python with graphyte: `$CONFLUX_PYTHON` (scripts/test.sh sets it),
-/// else the project's `.venv`.
-fn python() -> PathBuf {
-    let p = std::env::var("CONFLUX_PYTHON").map_or_else(
-        |_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"),
-        PathBuf::from,
-    );
-    assert!(
-        p.exists(),
-        "no Python with the graphite clients at {}: run scripts/test.sh (it creates .venv), or set CONFLUX_PYTHON",
-        p.display()
-    );
-    let ok = Command::new(&p)
-        .args(["-c", "import graphyte"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "{} cannot import graphyte: run `{} -m pip install -r tests/python/requirements.txt`",
-        p.display(),
-        p.display()
-    );
-    p
-}
 
 /// The path of `program`, or a failure that says how to install it.
 fn program(program: &str, package: &str) -> PathBuf {

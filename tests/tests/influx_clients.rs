@@ -6,21 +6,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use conflux_e2e::{Daemon, read};
-
-/// The Python with the client libraries: `$CONFLUX_PYTHON` (scripts/test.sh
-/// sets it), else the project's `.venv`.
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("CONFLUX_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(
-        venv.exists(),
-        "no Python with the InfluxDB client libraries: run scripts/test.sh (it creates .venv), or set CONFLUX_PYTHON"
-    );
-    venv
-}
+use conflux_e2e::{Daemon, python, read};
 
 fn client(mode: &str, d: &Daemon) -> serde_json::Value {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/influx_clients.py");

@@ -11,21 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use conflux_e2e::{Daemon, gzip, http, read, run_cli, wait_until};
-
-/// The Python with `requests`: `$CONFLUX_PYTHON` (scripts/test.sh sets it),
-/// else the project's `.venv`.
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("CONFLUX_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(
-        venv.exists(),
-        "no Python with `requests`: run scripts/test.sh (it creates .venv from tests/python/requirements.txt), or set CONFLUX_PYTHON"
-    );
-    venv
-}
+use conflux_e2e::{Daemon, gzip, http, python, read, run_cli, wait_until};
 
 fn stop(mut d: Daemon) -> Daemon {
     assert_eq!(d.terminate().code(), Some(0), "{}", d.logs());

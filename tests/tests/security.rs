@@ -13,23 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use conflux_e2e::{Daemon, http, http_chunked, metric_value, read, signal, wait_until};
+use conflux_e2e::{Daemon, http, http_chunked, metric_value, python, read, signal, wait_until};
 use conflux_testkit::pki::Pki;
 use serde_json::{Value, json};
-
-/// The Python with the client libraries: `$CONFLUX_PYTHON` (scripts/test.sh
-/// sets it), else the project's `.venv`.
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("CONFLUX_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(
-        venv.exists(),
-        "no Python with the InfluxDB client libraries: run scripts/test.sh (it creates .venv), or set CONFLUX_PYTHON"
-    );
-    venv
-}
 
 /// Run `python/tls_clients.py MODE ARGS`; the script reports client errors
 /// in its JSON answer, so a failed run is a broken script.

@@ -150,7 +150,7 @@ impl ServerTls {
     pub async fn accept(&self, tcp: TcpStream) -> io::Result<Stream> {
         let acceptor = tokio_rustls::TlsAcceptor::from(self.current());
         let tls = acceptor.accept(tcp).await?;
-        Ok(Stream::Tls(Box::new(tls)))
+        Ok(Stream::Tls(Box::new(tokio_rustls::TlsStream::Server(tls))))
     }
 }
 
@@ -205,14 +205,15 @@ fn read_certs(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'stat
     Ok(certs)
 }
 
-/// An accepted connection, plain or TLS: what connection handlers read and
-/// write. The TLS side is boxed so that the plain one stays small.
+/// A TCP connection, plain or TLS (server side, as listeners accept it, or
+/// client side, as the TCP sinks open it). The TLS side is boxed so that the
+/// plain one stays small.
 #[derive(Debug)]
 pub enum Stream {
     /// Plain TCP.
     Plain(TcpStream),
     /// TLS over TCP, handshake done.
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
 }
 
 impl Stream {
@@ -227,6 +228,30 @@ impl Stream {
     /// Whether the connection is TLS.
     pub fn is_tls(&self) -> bool {
         matches!(self, Stream::Tls(_))
+    }
+
+    /// Read what already arrived, without waiting: `WouldBlock` when nothing
+    /// did (a sender checking whether its peer closed or answered).
+    ///
+    /// # Errors
+    /// The socket's error, or `WouldBlock`.
+    pub fn try_read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.try_read(buf),
+            Stream::Tls(s) => {
+                // One poll with a waker that does nothing: the TLS stream
+                // reads the socket until it would block and decrypts what
+                // came; `Pending` means no plaintext (yet). The next real poll
+                // (a write, close) registers its own waker.
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                let mut read = ReadBuf::new(buf);
+                match Pin::new(s.as_mut()).poll_read(&mut cx, &mut read) {
+                    Poll::Ready(Ok(())) => Ok(read.filled().len()),
+                    Poll::Ready(Err(e)) => Err(e),
+                    Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+                }
+            }
+        }
     }
 }
 

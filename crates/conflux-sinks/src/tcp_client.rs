@@ -52,7 +52,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 use std::time::Duration;
 
 use http::Uri;
@@ -60,11 +60,13 @@ use rustls::client::ResolvesClientCert;
 use rustls::pki_types::ServerName;
 use rustls::sign::CertifiedKey;
 use rustls::{ProtocolVersion, SignatureScheme};
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
+
+use conflux_net::tls::Stream;
 
 use crate::http_client::TlsConfig;
 use crate::runner::SinkError;
@@ -127,78 +129,6 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
         host: host.to_owned(),
         tls,
     })
-}
-
-/// One connection, plain or TLS. The TLS side is boxed so that the plain one
-/// stays small.
-#[derive(Debug)]
-enum Conn {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl Conn {
-    /// Read what already arrived, without waiting: `WouldBlock` when nothing
-    /// did.
-    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Conn::Plain(s) => s.try_read(buf),
-            Conn::Tls(s) => {
-                // One poll with a waker that does nothing: the TLS stream
-                // reads the socket until it would block and decrypts what
-                // came; `Pending` means no plaintext (yet). The next real poll
-                // (a write, close) registers its own waker.
-                let mut cx = Context::from_waker(Waker::noop());
-                let mut read = ReadBuf::new(buf);
-                match Pin::new(s.as_mut()).poll_read(&mut cx, &mut read) {
-                    Poll::Ready(Ok(())) => Ok(read.filled().len()),
-                    Poll::Ready(Err(e)) => Err(e),
-                    Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
-                }
-            }
-        }
-    }
-}
-
-impl AsyncRead for Conn {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Conn {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    /// Over TLS: `close_notify`, then the TCP half-close.
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
 }
 
 /// Wraps a resolver to note that the server asked for a client certificate
@@ -341,7 +271,7 @@ pub struct TcpSender {
     addr: String,
     timeout: Duration,
     tls: Option<TlsClient>,
-    stream: Option<Conn>,
+    stream: Option<Stream>,
     /// Connections opened so far (the first included).
     connects: u64,
 }
@@ -403,7 +333,7 @@ impl TcpSender {
         let mut buf = [0u8; 8192];
         let mut total = 0;
         let alive = loop {
-            match stream.try_read(&mut buf) {
+            match stream.try_read_now(&mut buf) {
                 // End of stream: the peer closed (idle timeout, restart).
                 Ok(0) => break false,
                 Ok(n) => {
@@ -466,7 +396,7 @@ impl TcpSender {
         })
     }
 
-    async fn connect(&mut self, answer: &mut impl FnMut(&[u8])) -> Result<Conn, SinkError> {
+    async fn connect(&mut self, answer: &mut impl FnMut(&[u8])) -> Result<Stream, SinkError> {
         let deadline = Instant::now() + self.timeout;
         let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(&self.addr)).await {
             Ok(Ok(s)) => s,
@@ -484,12 +414,12 @@ impl TcpSender {
             .set_nodelay(true)
             .map_err(|e| SinkError::retry(format!("set TCP_NODELAY on {}: {e}", self.addr)))?;
         let conn = match &self.tls {
-            None => Conn::Plain(stream),
-            Some(tls) => Conn::Tls(Box::new(
+            None => Stream::Plain(stream),
+            Some(tls) => Stream::Tls(Box::new(tokio_rustls::TlsStream::Client(
                 tls.handshake(stream, &self.addr, deadline, answer)
                     .await
                     .map_err(SinkError::retry)?,
-            )),
+            ))),
         };
         self.connects += 1;
         tracing::debug!(addr = %self.addr, tls = self.tls.is_some(), "connected");
