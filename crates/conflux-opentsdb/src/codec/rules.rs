@@ -322,6 +322,13 @@ pub(crate) fn check_chars(what: Cow<'_, str>, s: &str, opts: &ParseOptions) -> R
     }
 }
 
+fn empty_string(what: &str) -> Fail {
+    Fail::illegal(
+        ErrorKind::InvalidTag,
+        format!("Invalid {what}: empty string"),
+    )
+}
+
 /// Check a metric name and its tags (`IncomingDataPoints.checkMetricAndTags`,
 /// after OpenTSDB's count checks).
 pub(crate) fn check_names<'t>(
@@ -331,6 +338,17 @@ pub(crate) fn check_names<'t>(
 ) -> Result<(), Fail> {
     check_chars(Cow::Borrowed("metric name"), metric, opts)?;
     for (k, v) in tags {
+        // `Tags.validateString`: an empty name or value is refused before
+        // its characters are looked at (telnet never gets here with one:
+        // `k=` is already an invalid tag there; `/api/put` can send `"k":""`).
+        if k.is_empty() {
+            let what = format!("tag name with value [{}]", clip(v, QUOTE_BYTES / 2));
+            return Err(empty_string(&what));
+        }
+        if v.is_empty() {
+            let what = format!("tag value with key [{}]", clip(k, QUOTE_BYTES / 2));
+            return Err(empty_string(&what));
+        }
         if bad_char(k, opts).is_some() {
             let what = format!("tag name with value [{}]", clip(v, QUOTE_BYTES / 2));
             check_chars(Cow::Owned(what), k, opts)?;

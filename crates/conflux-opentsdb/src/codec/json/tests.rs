@@ -323,3 +323,26 @@ fn points_past_the_batch_limits_are_refused_and_the_others_kept() {
     );
     assert_eq!(put.batch.limits(), limits);
 }
+
+/// Found by `parse_opentsdb` (fuzz): `"tags":{"ha":""}` was stored with an
+/// empty value, which OpenTSDB refuses and the telnet form cannot carry.
+#[test]
+fn empty_tag_names_and_values_are_refused() {
+    bad(
+        r#"{"metric":"good","timestamp":1700000000,"value":1,"tags":{"ha":""}}"#,
+        "Invalid tag value with key [ha]: empty string",
+        ErrorKind::InvalidTag,
+    );
+    bad(
+        r#"{"metric":"good","timestamp":1700000000,"value":1,"tags":{"":"a"}}"#,
+        "Invalid tag name with value [a]: empty string",
+        ErrorKind::InvalidTag,
+    );
+    let (got, errors, _) = put(
+        r#"[{"metric":"good","timestamp":1700000000,"value":1,"tags":{"ha":""}},
+           {"metric":"good","timestamp":1700000000,"value":2,"tags":{"h":"a"}}]"#,
+    )
+    .unwrap();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(got, vec![p("good", 1_700_000_000 * S, 2i64, &[("h", "a")])]);
+}
