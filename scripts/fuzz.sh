@@ -89,6 +89,13 @@ host=$(rustc -vV | sed -n 's/^host: //p')
 
 out="$root/target/fuzz"
 mkdir -p "$out/logs"
+# One run at a time: two would share corpora, artifacts and logs, and each
+# would count the other's crashes (or miss its own).
+exec 9>"$out/.lock"
+if ! flock -n 9; then
+    echo "another scripts/fuzz.sh is running (lock: ${out#"$root"/}/.lock)" >&2
+    exit 1
+fi
 
 # Build everything before fuzzing anything: a broken build fails here, and the
 # runs use these binaries (not `cargo fuzz run`, which would rebuild from
@@ -107,6 +114,7 @@ done
 # Running fuzzers: timeout's pid -> target. `timeout` puts each run in its own
 # process group and passes a TERM on to all of it.
 declare -A running=() started=() status=() wall=()
+# shellcheck disable=SC2317 # run by the EXIT trap
 stop_all() {
     local pid
     for pid in "${!running[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
