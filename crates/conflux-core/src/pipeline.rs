@@ -29,14 +29,23 @@
 //! is reserved, so a batch refused for want of room has still used budget,
 //! and its retry finds those series known.
 //!
+//! The table is live: [`Pipeline::reconfigure`] (a config reload) swaps in
+//! new filters and queues while listeners run. Each [`Ingest`] reads its
+//! current targets once per submit; a queue taken out of the table is
+//! dropped when the submits that still hold it finish, which closes its
+//! channel, so its receiver hands out everything queued and then ends:
+//! nothing accepted is lost to a reload.
+//!
 //! [`wire`]: crate::metric::wire
 
 pub mod cardinality;
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 pub use conflux_spool::Spool;
 use conflux_spool::{Pos, SpoolError};
 use metrics::{Counter, Gauge};
@@ -146,7 +155,6 @@ pub struct Ack {
 
 struct SinkQueue {
     name: Arc<str>,
-    filter: Filter,
     max_metrics: usize,
     policy: Policy,
     permits: Arc<Semaphore>,
@@ -158,7 +166,20 @@ struct SinkQueue {
     dropped_full: Counter,
     dropped_closed: Counter,
     last_spool_error_log: AtomicU64,
-    limit: Option<SinkLimit>,
+}
+
+/// A queue with what decides which metrics reach it: a reload that changes
+/// only these keeps the queue.
+struct Target {
+    queue: Arc<SinkQueue>,
+    filter: Filter,
+    limit: Option<Arc<SinkLimit>>,
+}
+
+/// The targets one listener feeds, swapped whole on a reload.
+struct Route {
+    input: Arc<str>,
+    targets: ArcSwap<Vec<Arc<Target>>>,
 }
 
 /// [`WhenFull`] with what it needs: `spool` always has its spool.
@@ -175,11 +196,35 @@ impl SinkQueue {
     }
 }
 
-/// The fan-out table: build it once from the sink specs, then hand out an
-/// [`Ingest`] per listener.
+/// The fan-out table: build it from the sink specs, hand out an [`Ingest`]
+/// per listener, [`reconfigure`](Pipeline::reconfigure) it on a reload.
 pub struct Pipeline {
-    sinks: Vec<Arc<SinkQueue>>,
+    sinks: Vec<Arc<Target>>,
+    routes: Mutex<HashMap<Arc<str>, Arc<Route>>>,
 }
+
+/// One sink of a [`Pipeline::reconfigure`].
+#[derive(Debug)]
+pub enum SinkChange {
+    /// Keep the sink's queue (and what it holds) with this filter and limit.
+    Keep {
+        /// The sink's name, as in the running table.
+        name: String,
+        /// Its routing filter from now on.
+        filter: Filter,
+        /// Its cardinality limit from now on; an unchanged value keeps the
+        /// limiter's memory of known series.
+        max_new_series_per_hour: Option<u64>,
+    },
+    /// A new queue: a new sink, or a changed one whose old queue its new
+    /// runner empties first.
+    New(SinkSpec),
+}
+
+/// A [`Pipeline::reconfigure`] named a sink to keep that is not running.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("sink `{0}` is not in the running pipeline")]
+pub struct UnknownSink(pub String);
 
 impl Pipeline {
     /// Build the queues. Returns the pipeline and, in the order of `specs`,
@@ -188,99 +233,188 @@ impl Pipeline {
         let mut sinks = Vec::with_capacity(specs.len());
         let mut receivers = Vec::with_capacity(specs.len());
         for spec in specs {
-            let name: Arc<str> = spec.name.into();
-            let max_metrics = spec.queue.max_metrics.max(1);
-            let permits = Arc::new(Semaphore::new(max_metrics.min(Semaphore::MAX_PERMITS)));
-            let (tx, rx) = mpsc::unbounded_channel();
-            let labels = [("sink", name.to_string())];
-            metrics::gauge!(telemetry::SINK_QUEUE_CAPACITY_METRICS, &labels)
-                .set(max_metrics as f64);
-            let spool = spec
-                .spool
-                .filter(|_| spec.queue.when_full == WhenFull::Spool);
-            // `spool` without a spool behaves as `block`, which is what it
-            // does anyway once the spool is full.
-            let policy = match (spec.queue.when_full, &spool) {
-                (WhenFull::DropNewest, _) => Policy::DropNewest,
-                (_, Some(s)) => Policy::Spool(s.clone()),
-                _ => Policy::Block,
-            };
-            let spool_gauges = spool.as_ref().map(|_| SpoolGauges::new(&name));
-            let closed = CancellationToken::new();
-            let limit = spec
-                .max_new_series_per_hour
-                .map(|max| SinkLimit::new(name.clone(), max, Instant::now().into_std()));
-            let q = Arc::new(SinkQueue {
-                name: name.clone(),
-                filter: spec.filter,
-                max_metrics,
-                policy,
-                permits: permits.clone(),
-                tx,
-                closed: closed.clone(),
-                last_spool_error_log: AtomicU64::new(0),
-                depth: metrics::gauge!(telemetry::SINK_QUEUE_METRICS, &labels),
-                dropped_full: metrics::counter!(
-                    telemetry::SINK_DROPPED_METRICS,
-                    "sink" => name.to_string(),
-                    "reason" => "queue_full"
-                ),
-                dropped_closed: metrics::counter!(
-                    telemetry::SINK_DROPPED_METRICS,
-                    "sink" => name.to_string(),
-                    "reason" => "closed"
-                ),
-                limit,
-            });
-            if let (Some(s), Some(g)) = (&spool, &spool_gauges) {
-                g.refresh(&s.spool);
-            }
-            receivers.push(SinkReceiver {
-                name,
-                rx,
-                permits,
-                max_metrics,
-                spool,
-                spool_gauges,
-                closed,
-                receiving: true,
-                encode_buf: Vec::new(),
-            });
-            sinks.push(q);
+            let (target, rx) = new_queue(spec);
+            receivers.push(rx);
+            sinks.push(target);
         }
-        (Pipeline { sinks }, receivers)
+        let pipeline = Pipeline {
+            sinks,
+            routes: Mutex::new(HashMap::new()),
+        };
+        (pipeline, receivers)
+    }
+
+    /// Replace the table with `sinks`, in this order: kept sinks keep their
+    /// queue, new ones get a queue whose receiver is returned (in the order
+    /// of the `New` entries), sinks not named are taken out; every
+    /// listener's targets are recomputed at once.
+    ///
+    /// # Errors
+    /// A `Keep` of a sink that is not running; the table is then unchanged.
+    pub fn reconfigure(
+        &mut self,
+        sinks: Vec<SinkChange>,
+    ) -> Result<Vec<SinkReceiver>, UnknownSink> {
+        for c in &sinks {
+            if let SinkChange::Keep { name, .. } = c
+                && !self.sinks.iter().any(|t| &*t.queue.name == name.as_str())
+            {
+                return Err(UnknownSink(name.clone()));
+            }
+        }
+        let mut table = Vec::with_capacity(sinks.len());
+        let mut receivers = Vec::new();
+        for c in sinks {
+            match c {
+                SinkChange::Keep {
+                    name,
+                    filter,
+                    max_new_series_per_hour,
+                } => {
+                    let Some(old) = self.sinks.iter().find(|t| *t.queue.name == *name) else {
+                        unreachable!("checked above");
+                    };
+                    let limit = match (&old.limit, max_new_series_per_hour) {
+                        (Some(l), Some(max)) if l.max_new_per_hour == max => Some(l.clone()),
+                        (_, Some(max)) => Some(Arc::new(SinkLimit::new(
+                            old.queue.name.clone(),
+                            max,
+                            Instant::now().into_std(),
+                        ))),
+                        (_, None) => None,
+                    };
+                    table.push(Arc::new(Target {
+                        queue: old.queue.clone(),
+                        filter,
+                        limit,
+                    }));
+                }
+                SinkChange::New(spec) => {
+                    let (target, rx) = new_queue(spec);
+                    receivers.push(rx);
+                    table.push(target);
+                }
+            }
+        }
+        self.sinks = table;
+        let routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        for route in routes.values() {
+            route.targets.store(Arc::new(self.targets_of(&route.input)));
+        }
+        Ok(receivers)
     }
 
     /// The handle for listener `input`: it feeds every sink whose `inputs`
-    /// accept that name.
+    /// accept that name, as the table says at each submit.
     pub fn ingest(&self, input: &str) -> Ingest {
-        let targets: Vec<_> = self
-            .sinks
-            .iter()
-            .filter(|s| s.filter.accepts_input(input))
-            .cloned()
-            .collect();
-        Ingest {
-            input: input.into(),
-            targets: targets.into(),
+        let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(route) = routes.get(input) {
+            return Ingest {
+                route: route.clone(),
+            };
         }
+        let input: Arc<str> = input.into();
+        let route = Arc::new(Route {
+            targets: ArcSwap::from_pointee(self.targets_of(&input)),
+            input: input.clone(),
+        });
+        routes.insert(input, route.clone());
+        Ingest { route }
     }
+
+    fn targets_of(&self, input: &str) -> Vec<Arc<Target>> {
+        self.sinks
+            .iter()
+            .filter(|t| t.filter.accepts_input(input))
+            .cloned()
+            .collect()
+    }
+}
+
+/// A sink's queue and the receiving end of it.
+fn new_queue(spec: SinkSpec) -> (Arc<Target>, SinkReceiver) {
+    let name: Arc<str> = spec.name.into();
+    let max_metrics = spec.queue.max_metrics.max(1);
+    let permits = Arc::new(Semaphore::new(max_metrics.min(Semaphore::MAX_PERMITS)));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let labels = [("sink", name.to_string())];
+    metrics::gauge!(telemetry::SINK_QUEUE_CAPACITY_METRICS, &labels).set(max_metrics as f64);
+    let spool = spec
+        .spool
+        .filter(|_| spec.queue.when_full == WhenFull::Spool);
+    // `spool` without a spool behaves as `block`, which is what it
+    // does anyway once the spool is full.
+    let policy = match (spec.queue.when_full, &spool) {
+        (WhenFull::DropNewest, _) => Policy::DropNewest,
+        (_, Some(s)) => Policy::Spool(s.clone()),
+        _ => Policy::Block,
+    };
+    let spool_gauges = spool.as_ref().map(|_| SpoolGauges::new(&name));
+    let closed = CancellationToken::new();
+    let limit = spec
+        .max_new_series_per_hour
+        .map(|max| Arc::new(SinkLimit::new(name.clone(), max, Instant::now().into_std())));
+    let q = Arc::new(SinkQueue {
+        name: name.clone(),
+        max_metrics,
+        policy,
+        permits: permits.clone(),
+        tx,
+        closed: closed.clone(),
+        last_spool_error_log: AtomicU64::new(0),
+        depth: metrics::gauge!(telemetry::SINK_QUEUE_METRICS, &labels),
+        dropped_full: metrics::counter!(
+            telemetry::SINK_DROPPED_METRICS,
+            "sink" => name.to_string(),
+            "reason" => "queue_full"
+        ),
+        dropped_closed: metrics::counter!(
+            telemetry::SINK_DROPPED_METRICS,
+            "sink" => name.to_string(),
+            "reason" => "closed"
+        ),
+    });
+    if let (Some(s), Some(g)) = (&spool, &spool_gauges) {
+        g.refresh(&s.spool);
+    }
+    let rx = SinkReceiver {
+        name,
+        rx,
+        permits,
+        max_metrics,
+        spool,
+        spool_gauges,
+        closed,
+        receiving: true,
+        encode_buf: Vec::new(),
+    };
+    let target = Arc::new(Target {
+        queue: q,
+        filter: spec.filter,
+        limit,
+    });
+    (target, rx)
 }
 
 /// The cheap, cloneable handle a listener submits batches through.
 #[derive(Clone)]
 pub struct Ingest {
-    input: Arc<str>,
-    targets: Arc<[Arc<SinkQueue>]>,
+    route: Arc<Route>,
 }
 
 impl std::fmt::Debug for Ingest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ingest")
-            .field("input", &self.input)
+            .field("input", &self.route.input)
             .field(
                 "sinks",
-                &self.targets.iter().map(|s| &*s.name).collect::<Vec<_>>(),
+                &self
+                    .route
+                    .targets
+                    .load()
+                    .iter()
+                    .map(|t| t.queue.name.to_string())
+                    .collect::<Vec<_>>(),
             )
             .finish()
     }
@@ -304,12 +438,12 @@ struct Planned<'a> {
 impl Ingest {
     /// The listener name this handle submits for.
     pub fn input(&self) -> &str {
-        &self.input
+        &self.route.input
     }
 
-    /// Number of sinks this listener can reach.
+    /// Number of sinks this listener can reach now.
     pub fn sink_count(&self) -> usize {
-        self.targets.len()
+        self.route.targets.load().len()
     }
 
     /// Offer a batch to every matching sink, waiting as long as blocking sinks
@@ -343,11 +477,15 @@ impl Ingest {
         if batch.is_empty() {
             return Ok(Ack::default());
         }
+        // The table as it is now; a reload meanwhile leaves this submit on
+        // the queues it started with, which their receivers still empty.
+        let targets = self.route.targets.load_full();
         // Step 1: choose what each sink gets and reserve room for it.
-        let mut plan: Vec<Planned<'_>> = Vec::with_capacity(self.targets.len());
-        for q in self.targets.iter() {
-            let pick = if q.filter.has_metric_rules() {
-                let mut matcher = q.filter.matcher();
+        let mut plan: Vec<Planned<'_>> = Vec::with_capacity(targets.len());
+        for t in targets.iter() {
+            let q = &*t.queue;
+            let pick = if t.filter.has_metric_rules() {
+                let mut matcher = t.filter.matcher();
                 let idx: Box<[u32]> = batch
                     .iter()
                     .enumerate()
@@ -361,7 +499,7 @@ impl Ingest {
             } else {
                 None
             };
-            let pick = match &q.limit {
+            let pick = match &t.limit {
                 Some(limit) => limit.apply(&batch, pick, Instant::now().into_std()),
                 None => pick,
             };
@@ -663,6 +801,16 @@ pub struct SinkReceiver {
     encode_buf: Vec<u8>,
 }
 
+impl std::fmt::Debug for SinkReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkReceiver")
+            .field("name", &self.name)
+            .field("depth", &self.depth())
+            .field("spool", &self.spool)
+            .finish()
+    }
+}
+
 impl SinkReceiver {
     /// The sink's name.
     pub fn name(&self) -> &str {
@@ -876,6 +1024,104 @@ mod tests {
         // A batch with no metric for a sink's filter does not reach it at all.
         p.ingest("a").submit(batch(&["mem"])).await.unwrap();
         assert!(rx[1].try_recv().is_none());
+    }
+
+    fn keep(name: &str, filter: &str, max_new: Option<u64>) -> SinkChange {
+        let cfg: FilterConfig = toml::from_str(filter).unwrap();
+        SinkChange::Keep {
+            name: name.into(),
+            filter: Filter::new(&cfg).unwrap(),
+            max_new_series_per_hour: max_new,
+        }
+    }
+
+    #[tokio::test]
+    async fn reconfigure_keeps_queued_batches_and_routes_by_the_new_filter() {
+        let (mut p, mut rx) = Pipeline::new(vec![
+            spec("s", r#"namepass = ["cpu"]"#, 100, WhenFull::Block),
+            spec("gone", "", 100, WhenFull::Block),
+        ]);
+        // A handle taken before the reload follows it.
+        let a = p.ingest("a");
+        a.submit(batch(&["cpu", "mem"])).await.unwrap();
+        let added = p
+            .reconfigure(vec![
+                keep("s", r#"namepass = ["mem"]"#, None),
+                SinkChange::New(spec("new", r#"inputs = ["b"]"#, 100, WhenFull::Block)),
+            ])
+            .unwrap();
+        assert_eq!(added.len(), 1);
+        assert_eq!(a.sink_count(), 1);
+        a.submit(batch(&["cpu", "mem"])).await.unwrap();
+        p.ingest("b").submit(batch(&["disk"])).await.unwrap();
+
+        // The kept queue: what it held, then what the new filter lets in.
+        assert_eq!(names(&rx[0].try_recv().unwrap()), ["cpu"]);
+        assert_eq!(names(&rx[0].try_recv().unwrap()), ["mem"]);
+        // A sink taken out hands out what it held, then ends.
+        assert_eq!(names(&rx[1].recv().await.unwrap()), ["cpu", "mem"]);
+        assert!(rx[1].recv().await.is_none());
+        let mut added = added;
+        assert_eq!(names(&added[0].try_recv().unwrap()), ["disk"]);
+    }
+
+    #[tokio::test]
+    async fn a_changed_sink_gets_a_new_queue_and_the_old_one_drains() {
+        let (mut p, mut rx) = Pipeline::new(vec![spec("s", "", 2, WhenFull::Block)]);
+        let i = p.ingest("x");
+        i.submit(batch(&["a", "b"])).await.unwrap();
+        // The old queue is full: a submit waits on it across the reload.
+        let waiter = tokio::spawn({
+            let i = i.clone();
+            async move { i.submit(batch(&["c"])).await }
+        });
+        tokio::task::yield_now().await;
+        let mut new = p
+            .reconfigure(vec![SinkChange::New(spec("s", "", 10, WhenFull::Block))])
+            .unwrap();
+        i.submit(batch(&["d"])).await.unwrap();
+        assert_eq!(names(&new[0].try_recv().unwrap()), ["d"]);
+        // The waiting submit lands in the old queue once there is room, and
+        // the old receiver ends after handing it out: nothing is lost.
+        assert_eq!(names(&rx[0].recv().await.unwrap()), ["a", "b"]);
+        assert_eq!(waiter.await.unwrap().unwrap().queued, 1);
+        assert_eq!(names(&rx[0].recv().await.unwrap()), ["c"]);
+        assert!(rx[0].recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn reconfigure_refuses_to_keep_an_unknown_sink_and_changes_nothing() {
+        let (mut p, mut rx) = Pipeline::new(vec![spec("s", "", 10, WhenFull::Block)]);
+        let err = p
+            .reconfigure(vec![
+                keep("nope", "", None),
+                keep("s", r#"namepass = ["x"]"#, None),
+            ])
+            .unwrap_err();
+        assert_eq!(err, UnknownSink("nope".into()));
+        p.ingest("i").submit(batch(&["a"])).await.unwrap();
+        assert_eq!(names(&rx[0].try_recv().unwrap()), ["a"]);
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_limit_keeps_its_known_series() {
+        let limited = |max| SinkSpec {
+            max_new_series_per_hour: Some(max),
+            ..spec("s", "", 100, WhenFull::Block)
+        };
+        let (mut p, mut rx) = Pipeline::new(vec![limited(1)]);
+        let i = p.ingest("x");
+        i.submit(batch(&["a"])).await.unwrap();
+        p.reconfigure(vec![keep("s", "", Some(1))]).unwrap();
+        // The budget of one was spent on `a`: `b` is dropped, `a` still known.
+        i.submit(batch(&["a", "b"])).await.unwrap();
+        assert_eq!(names(&rx[0].try_recv().unwrap()), ["a"]);
+        assert_eq!(names(&rx[0].try_recv().unwrap()), ["a"]);
+        // A new limit starts a new limiter.
+        p.reconfigure(vec![keep("s", "", Some(2))]).unwrap();
+        i.submit(batch(&["b"])).await.unwrap();
+        assert_eq!(names(&rx[0].try_recv().unwrap()), ["b"]);
+        assert!(rx[0].try_recv().is_none());
     }
 
     #[tokio::test]

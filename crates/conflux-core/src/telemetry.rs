@@ -74,6 +74,9 @@ pub const SINK_SPOOL_CORRUPT_RECORDS: &str = "conflux_sink_spool_corrupt_records
 pub const READY: &str = "conflux_ready";
 /// Gauge: build information (always 1), by `version`.
 pub const BUILD_INFO: &str = "conflux_build_info";
+/// Counter: configuration reloads (SIGHUP), by `outcome` (`ok`, `failed`:
+/// the running configuration stayed).
+pub const RELOADS: &str = "conflux_config_reloads_total";
 
 /// Every counter and gauge a listener exports, for tests that check `/metrics`.
 pub const LISTENER_SERIES: &[&str] = &[

@@ -215,7 +215,7 @@ impl SeriesLimiter {
 /// A limited sink's limiter in the pipeline, with its self-metrics.
 pub(crate) struct SinkLimit {
     sink: std::sync::Arc<str>,
-    max_new_per_hour: u64,
+    pub(crate) max_new_per_hour: u64,
     hasher: SeriesHasher,
     state: Mutex<SeriesLimiter>,
     dropped: Counter,
