@@ -202,6 +202,33 @@ pub struct Stop {
     /// still unsent is saved in the sink's spool if it has one, else dropped
     /// and counted as `shutdown`.
     pub abort: CancellationToken,
+    /// Cancelled when a reload replaces the sink: finish the send in
+    /// progress (a retry wait is cut short), close the sink, and return the
+    /// queue and what is unsent as a [`Leftover`] for the new runner.
+    pub handover: CancellationToken,
+}
+
+impl Stop {
+    /// A stop of one sink under `self` (the daemon's): the daemon's drain
+    /// and abort reach it, its own handover reaches no other.
+    pub fn child(&self) -> Stop {
+        Stop {
+            drain: self.drain.child_token(),
+            abort: self.abort.child_token(),
+            handover: CancellationToken::new(),
+        }
+    }
+}
+
+/// What a replaced runner hands to its successor: its queues (oldest first;
+/// a runner that was itself a successor may still hold its predecessor's)
+/// and the views it had taken but not delivered.
+#[derive(Debug)]
+pub struct Leftover {
+    /// Queues to empty before the new runner's own, oldest first.
+    pub queues: Vec<SinkReceiver>,
+    /// Taken from a queue, not yet delivered: sent first.
+    pub pending: Vec<BatchView>,
 }
 
 /// The longest `Retry-After` a sink honours.
@@ -302,6 +329,9 @@ impl Telemetry {
 pub struct Runner<S: Sink> {
     sink: S,
     rx: SinkReceiver,
+    /// A predecessor's queues, emptied before `rx`, oldest first.
+    earlier: std::collections::VecDeque<SinkReceiver>,
+    inherited: Vec<BatchView>,
     cfg: RunnerConfig,
     telemetry: Telemetry,
     backoff: Backoff,
@@ -321,6 +351,8 @@ impl<S: Sink> Runner<S> {
         Runner {
             sink,
             rx,
+            earlier: std::collections::VecDeque::new(),
+            inherited: Vec::new(),
             cfg,
             telemetry,
             backoff,
@@ -330,44 +362,69 @@ impl<S: Sink> Runner<S> {
         }
     }
 
+    /// Take over a replaced runner's queues and unsent views: they are sent
+    /// before anything of this runner's own queue.
+    #[must_use]
+    pub fn succeeding(mut self, leftover: Leftover) -> Runner<S> {
+        self.earlier.extend(leftover.queues);
+        self.inherited = leftover.pending;
+        self
+    }
+
     /// Drain the queue until `stop.drain`, then send what is left and close.
-    pub async fn run(mut self, stop: Stop) {
+    /// Returns the queue and what is unsent when `stop.handover` ended it.
+    pub async fn run(mut self, stop: Stop) -> Option<Leftover> {
         let max_age = Duration::from_millis(self.cfg.batch_max_age_ms);
-        let mut pending: Vec<BatchView> = Vec::new();
-        let mut pending_metrics = 0usize;
-        let mut oldest: Option<Instant> = None;
+        let mut pending: Vec<BatchView> = std::mem::take(&mut self.inherited);
+        let mut pending_metrics: usize = pending.iter().map(BatchView::len).sum();
+        let mut oldest: Option<Instant> = (!pending.is_empty()).then(Instant::now);
         let mut draining = false;
+        let mut handed_over = false;
         let gauges = self.rx.gauge_refresher().map(tokio::spawn);
         loop {
             let due = oldest.map(|t| t + max_age);
+            let full = pending_metrics >= self.cfg.batch_max_metrics;
             tokio::select! {
                 biased;
+                () = stop.handover.cancelled() => {
+                    handed_over = true;
+                    break;
+                }
                 () = stop.drain.cancelled(), if !draining => {
                     // Refuse new input; what is queued is still received below.
                     draining = true;
                     self.rx.close();
+                    self.earlier.iter_mut().for_each(SinkReceiver::close);
                 }
-                view = self.rx.recv() => match view {
+                () = std::future::ready(()), if full => {
+                    if self.flush(&mut pending, &stop).await == Flushed::HandedOver {
+                        handed_over = true;
+                        break;
+                    }
+                    pending_metrics = 0;
+                    oldest = None;
+                }
+                view = next_view(&mut self.earlier, &mut self.rx) => match view {
                     Some(v) => {
                         pending_metrics += v.len();
                         pending.push(v);
                         oldest.get_or_insert_with(Instant::now);
-                        if pending_metrics >= self.cfg.batch_max_metrics {
-                            self.flush(&mut pending, &stop).await;
-                            pending_metrics = 0;
-                            oldest = None;
-                        }
                     }
                     None => break,
                 },
                 () = sleep_until_opt(due) => {
-                    self.flush(&mut pending, &stop).await;
+                    if self.flush(&mut pending, &stop).await == Flushed::HandedOver {
+                        handed_over = true;
+                        break;
+                    }
                     pending_metrics = 0;
                     oldest = None;
                 }
             }
         }
-        self.flush(&mut pending, &stop).await;
+        if !handed_over {
+            self.flush(&mut pending, &stop).await;
+        }
         if let Err(e) = self.sink.close().await {
             tracing::error!(sink = self.rx.name(), error = %e, "closing sink failed");
         }
@@ -375,26 +432,42 @@ impl<S: Sink> Runner<S> {
             g.abort();
             self.rx.refresh_gauges();
         }
+        if handed_over {
+            tracing::debug!(
+                sink = self.rx.name(),
+                unsent = pending.len(),
+                "sink handed its queue over"
+            );
+            let mut queues: Vec<SinkReceiver> = self.earlier.into();
+            queues.push(self.rx);
+            return Some(Leftover { queues, pending });
+        }
         tracing::debug!(sink = self.rx.name(), "sink stopped");
+        None
     }
 
-    async fn flush(&mut self, pending: &mut Vec<BatchView>, stop: &Stop) {
+    /// Send `pending` (clearing it) unless a handover comes first between
+    /// attempts: then it is left as it is, for the successor.
+    async fn flush(&mut self, pending: &mut Vec<BatchView>, stop: &Stop) -> Flushed {
         if pending.is_empty() {
-            return;
+            return Flushed::Done;
         }
         if pending.iter().all(BatchView::is_empty) {
             // Only spool records that did not decode: nothing to send.
             self.rx.delivered(pending);
             pending.clear();
-            return;
+            return Flushed::Done;
         }
         if stop.abort.is_cancelled() && self.rx.has_spool() {
             self.drop_for_shutdown(pending);
             pending.clear();
-            return;
+            return Flushed::Done;
         }
         self.sink.new_batch();
         loop {
+            if stop.handover.is_cancelled() && !stop.abort.is_cancelled() {
+                return Flushed::HandedOver;
+            }
             let started = Instant::now();
             // Past the deadline a send stuck on a stalled target must not
             // keep what only memory holds from reaching the spool.
@@ -460,6 +533,7 @@ impl<S: Sink> Runner<S> {
                     self.telemetry.retries.increment(1);
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
+                        () = stop.handover.cancelled() => {}
                         () = stop.abort.cancelled() => {
                             self.drop_for_shutdown(pending);
                             break;
@@ -470,6 +544,7 @@ impl<S: Sink> Runner<S> {
         }
         // Releases the views' room in the queue.
         pending.clear();
+        Flushed::Done
     }
 
     fn drop_for_shutdown(&mut self, pending: &[BatchView]) {
@@ -519,6 +594,27 @@ impl<S: Sink> Runner<S> {
             self.suppressed_rejections += 1;
         }
     }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Flushed {
+    Done,
+    HandedOver,
+}
+
+/// The next view: from a predecessor's queues first (each ends once the
+/// submits that still held it are done), then from the runner's own.
+async fn next_view(
+    earlier: &mut std::collections::VecDeque<SinkReceiver>,
+    rx: &mut SinkReceiver,
+) -> Option<BatchView> {
+    while let Some(first) = earlier.front_mut() {
+        if let Some(v) = first.recv().await {
+            return Some(v);
+        }
+        earlier.pop_front();
+    }
+    rx.recv().await
 }
 
 async fn sleep_until_opt(due: Option<Instant>) {
@@ -573,8 +669,10 @@ mod tests {
         }
     }
 
-    fn setup(cfg: RunnerConfig, probe: Probe) -> (Pipeline, tokio::task::JoinHandle<()>, Stop) {
-        let (p, mut rx) = Pipeline::new(vec![SinkSpec {
+    type Handle = tokio::task::JoinHandle<Option<Leftover>>;
+
+    fn probe_spec() -> SinkSpec {
+        SinkSpec {
             name: "probe".into(),
             filter: Filter::default(),
             queue: QueueConfig {
@@ -583,7 +681,11 @@ mod tests {
             },
             spool: None,
             max_new_series_per_hour: None,
-        }]);
+        }
+    }
+
+    fn setup(cfg: RunnerConfig, probe: Probe) -> (Pipeline, Handle, Stop) {
+        let (p, mut rx) = Pipeline::new(vec![probe_spec()]);
         let stop = Stop::default();
         let runner = Runner::new(probe, "probe", rx.remove(0), cfg);
         let h = tokio::spawn(runner.run(stop.clone()));
@@ -595,6 +697,50 @@ mod tests {
             .iter()
             .map(|n| Metric::new(*n).field("v", 1.0))
             .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_handover_passes_queues_and_unsent_views_to_the_successor() {
+        let dead = Probe::default();
+        *dead.script.lock().unwrap() = (0..100).map(|_| Err(SinkError::retry("down"))).collect();
+        let cfg = RunnerConfig {
+            batch_max_metrics: 2,
+            ..RunnerConfig::default()
+        };
+        let (mut p, h, stop) = setup(cfg.clone(), dead.clone());
+        let i = p.ingest("x");
+        i.submit(batch(&["a", "b"])).await.unwrap();
+        i.submit(batch(&["c"])).await.unwrap();
+        // The first batch is being retried against the dead target.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(*dead.calls.lock().unwrap() >= 2);
+
+        // A reload replaces the sink: a new queue, the old runner hands over.
+        let mut new_rx = p
+            .reconfigure(vec![conflux_core::pipeline::SinkChange::New(probe_spec())])
+            .unwrap();
+        i.submit(batch(&["d"])).await.unwrap();
+        stop.handover.cancel();
+        let leftover = h.await.unwrap().expect("a handover returns the queue");
+        assert!(*dead.closed.lock().unwrap());
+        assert_eq!(leftover.queues.len(), 1);
+        assert_eq!(leftover.pending.len(), 1);
+
+        let live = Probe::default();
+        let stop = Stop::default();
+        let h = tokio::spawn(
+            Runner::new(live.clone(), "probe", new_rx.remove(0), cfg)
+                .succeeding(leftover)
+                .run(stop.clone()),
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        stop.drain.cancel();
+        assert!(h.await.unwrap().is_none());
+        // The unsent batch first, then the old queue, then the new one.
+        assert_eq!(
+            *live.log.lock().unwrap(),
+            vec![vec!["a", "b"], vec!["c", "d"]]
+        );
     }
 
     #[tokio::test(start_paused = true)]
