@@ -337,6 +337,8 @@ pub struct SinkConfig {
     pub filter: Filter,
     /// Batching and retries.
     pub runner: RunnerConfig,
+    /// The table as written (`${VAR}` expanded): a reload compares it.
+    pub raw: toml::Table,
 }
 
 impl SinkConfig {
@@ -398,6 +400,8 @@ pub struct ListenerEntry {
     pub name: String,
     /// Type and own settings.
     pub config: ListenerConfig,
+    /// The table as written (`${VAR}` expanded): a reload compares it.
+    pub raw: toml::Table,
 }
 
 /// A whole, validated configuration.
@@ -413,6 +417,9 @@ pub struct Config {
     pub listeners: Vec<ListenerEntry>,
     /// `[sinks.*]`, by name.
     pub sinks: Vec<SinkConfig>,
+    /// `[log]`, `[admin]` and `[daemon]` as written: a reload, which does
+    /// not apply them, compares them to warn.
+    pub process_raw: toml::Table,
 }
 
 const TOP_KEYS: &[&str] = &["log", "admin", "daemon", "listeners", "sinks"];
@@ -573,6 +580,10 @@ impl Config {
                 });
             }
         }
+        let process_raw: toml::Table = ["log", "admin", "daemon"]
+            .iter()
+            .filter_map(|k| Some(((*k).to_owned(), root.get(*k)?.clone())))
+            .collect();
         let log = section(root.remove("log"), "log", &mut problems);
         let admin = section(root.remove("admin"), "admin", &mut problems);
         let daemon = section(root.remove("daemon"), "daemon", &mut problems);
@@ -580,8 +591,9 @@ impl Config {
         let mut listeners = Vec::new();
         for (name, table) in components(root.remove("listeners"), "listeners", &mut problems) {
             let at = format!("listeners.{name}");
+            let raw = table.clone();
             match parse_listener(table) {
-                Ok(config) => listeners.push(ListenerEntry { name, config }),
+                Ok(config) => listeners.push(ListenerEntry { name, config, raw }),
                 Err(msgs) => problems.extend(msgs.into_iter().map(|message| Problem {
                     at: at.clone(),
                     message,
@@ -605,6 +617,7 @@ impl Config {
             daemon,
             listeners,
             sinks,
+            process_raw,
         };
         // Which listener feeds which sink is only known when every component parsed.
         let all_parsed = problems.is_empty();
@@ -818,6 +831,7 @@ const SINK_TYPES: &[&str] = &[
 
 fn parse_sink(name: &str, mut table: toml::Table) -> Result<SinkConfig, Vec<String>> {
     let mut errors = Vec::new();
+    let raw = table.clone();
     let kind_name = take_type(&mut table, SINK_TYPES).map_err(|e| vec![e])?;
     // Split the table: shared keys go to their structs, the rest to the type's own.
     let mut take = |keys: &[&str]| {
@@ -928,6 +942,7 @@ fn parse_sink(name: &str, mut table: toml::Table) -> Result<SinkConfig, Vec<Stri
         filter_config,
         filter,
         runner,
+        raw,
     })
 }
 

@@ -7,11 +7,16 @@
 //! - [`sinks`]: the sink types the daemon knows, and how they start.
 //! - [`admin`]: `/metrics`, `/health`, `/ready` on their own address.
 //! - [`logging`]: `tracing` setup.
-//! - [`run`]: start, wait for a signal, shut down within the deadline.
+//! - [`running`]: what runs, and how a reload changes it.
+//! - [`run`]: start, wait for a signal (SIGHUP reloads), shut down within
+//!   the deadline.
+//! - [`notify`]: systemd readiness and watchdog.
 
 pub mod admin;
 pub mod config;
 pub mod listeners;
 pub mod logging;
+pub mod notify;
 pub mod run;
+pub mod running;
 pub mod sinks;

@@ -11,7 +11,7 @@ use conflux::config::{Config, DEFAULT_CONFIG};
 #[command(version, about, long_about = None)]
 struct Cli {
     /// Configuration file (TOML); without it the embedded default runs.
-    #[arg(long, short, global = true)]
+    #[arg(long, short, global = true, env = "CONFLUX_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
@@ -68,13 +68,19 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Command::Run | Command::PrintConfig => match conflux::run::main(cfg) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!("{e:#}");
-                eprintln!("conflux: {e:#}");
-                ExitCode::FAILURE
+        Command::Run | Command::PrintConfig => {
+            let source = match cli.config {
+                Some(p) => conflux::run::Source::File(p),
+                None => conflux::run::Source::Embedded,
+            };
+            match conflux::run::main(cfg, source) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("conflux: {e:#}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
     }
 }

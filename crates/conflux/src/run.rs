@@ -6,32 +6,29 @@
 //! read; sinks stop taking input and send what is queued; past the deadline
 //! what is still unsent is dropped and counted; admin last.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use conflux_core::component::{CancellationToken, ListenerContext};
-use conflux_core::{Pipeline, telemetry};
+use conflux_core::component::CancellationToken;
+use conflux_core::telemetry;
 use conflux_net::Labels;
-use conflux_net::allow::AllowList;
-use conflux_net::http::{HttpConfig, HttpServer, Router};
-use conflux_net::tls::{ServerTls, TlsConfig};
-use conflux_sinks::Stop;
+use conflux_net::http::{HttpConfig, HttpServer};
+use conflux_net::tls::ServerTls;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::task::JoinSet;
 
-use crate::config::{Config, SinkConfig};
-use crate::{admin, logging, sinks};
+use crate::config::{Config, DEFAULT_CONFIG};
+use crate::running::Running;
+use crate::{admin, logging, notify};
 
-/// Run the daemon with `cfg` until SIGTERM or SIGINT.
+/// Run the daemon with `cfg` (read from `source`, read again on SIGHUP)
+/// until SIGTERM or SIGINT.
 ///
 /// # Errors
 /// What stopped it from starting (a port in use, a file that cannot be opened).
-pub fn main(cfg: Config) -> anyhow::Result<()> {
+pub fn main(cfg: Config, source: Source) -> anyhow::Result<()> {
     logging::init(&cfg.log);
     let handle = admin::install_recorder()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -39,23 +36,14 @@ pub fn main(cfg: Config) -> anyhow::Result<()> {
         .thread_name("conflux")
         .build()
         .context("start the runtime")?;
-    let result = rt.block_on(run(cfg, handle));
+    let result = rt.block_on(run(cfg, source, handle));
     // A file write stuck in the kernel (a dead pipe, a hung NFS mount) must
     // not keep the process from exiting; its data was already counted as dropped.
     rt.shutdown_timeout(Duration::from_secs(2));
     result
 }
 
-struct SharedHttp {
-    names: Vec<String>,
-    dialects: Vec<&'static str>,
-    cfg: HttpConfig,
-    router: Router,
-    tls: Option<TlsConfig>,
-    allow: AllowList,
-}
-
-async fn run(cfg: Config, handle: PrometheusHandle) -> anyhow::Result<()> {
+async fn run(cfg: Config, source: Source, handle: PrometheusHandle) -> anyhow::Result<()> {
     // Handlers first: a SIGTERM that arrives once we look ready must not meet
     // the default action, which kills the process without flushing.
     let mut signals = Signals::new()?;
@@ -63,140 +51,31 @@ async fn run(cfg: Config, handle: PrometheusHandle) -> anyhow::Result<()> {
     let ready_flag = Arc::new(AtomicBool::new(false));
     let ready_gauge = metrics::gauge!(telemetry::READY);
     ready_gauge.set(0.0);
+    let reloads_ok = metrics::counter!(telemetry::RELOADS, "outcome" => "ok");
+    let reloads_failed = metrics::counter!(telemetry::RELOADS, "outcome" => "failed");
 
-    // Sinks first: a bad output path fails before any port is opened.
-    let mut built = Vec::with_capacity(cfg.sinks.len());
-    for s in &cfg.sinks {
-        built.push(sinks::build(s).map_err(|e| anyhow!("sink `{}`: {e}", s.name))?);
-    }
-    let mut specs = Vec::with_capacity(cfg.sinks.len());
-    for s in &cfg.sinks {
-        specs.push(s.spec(open_spool(s, &cfg.daemon.data_dir)?));
-    }
-    let (pipeline, receivers) = Pipeline::new(specs);
-    let stop = Stop::default();
-    let mut sink_tasks = JoinSet::new();
-    for (start, rx) in built.into_iter().zip(receivers) {
-        let h = start(rx, stop.clone());
-        sink_tasks.spawn(async move {
-            let _ = h.await;
-        });
-    }
-
-    // Listeners: TCP/UDP ones bind as they start; HTTP ones hand over routes,
-    // merged per address so that several dialects can share a port.
-    let shutdown = CancellationToken::new();
-    let mut listener_tasks = JoinSet::new();
-    // Every loaded certificate, by the component that serves it, for SIGHUP.
-    let mut certificates: Vec<(String, ServerTls)> = Vec::new();
-    let mut http: BTreeMap<SocketAddr, SharedHttp> = BTreeMap::new();
-    let mut fresh_ports: Vec<(SocketAddr, SharedHttp)> = Vec::new();
-    for l in &cfg.listeners {
-        let dialect = l.config.dialect();
-        let ctx = ListenerContext {
-            name: l.name.as_str().into(),
-            dialect,
-            ingest: pipeline.ingest(&l.name),
-            shutdown: shutdown.clone(),
-        };
-        let started = l
-            .config
-            .start(ctx)
-            .await
-            .with_context(|| format!("start listener `{}`", l.name))?;
-        for server in started.servers {
-            tracing::info!(listener = %l.name, dialect, address = %server.address, transport = server.transport, tls = server.tls.is_some(), "listening");
-            if let Some(tls) = server.tls {
-                certificates.push((l.name.clone(), tls));
-            }
-            listener_tasks.spawn(server.run);
-        }
-        for part in started.http {
-            let entry = SharedHttp {
-                names: vec![l.name.clone()],
-                dialects: vec![dialect],
-                cfg: part.config,
-                router: part.router,
-                tls: part.tls,
-                allow: part.allow,
-            };
-            if part.address.port() == 0 {
-                fresh_ports.push((part.address, entry));
-                continue;
-            }
-            match http.get_mut(&part.address) {
-                None => {
-                    http.insert(part.address, entry);
-                }
-                Some(shared) => {
-                    if shared.tls != entry.tls || shared.allow != entry.allow {
-                        return Err(anyhow!(
-                            "address {}: listeners sharing it differ in `tls` or `allowed_networks`",
-                            part.address
-                        ));
-                    }
-                    shared
-                        .router
-                        .merge(entry.router)
-                        .map_err(|cs| anyhow!("address {}: {}", part.address, join(&cs)))?;
-                    shared.names.push(l.name.clone());
-                    shared.dialects.push(dialect);
-                }
-            }
-        }
-    }
-    for (addr, shared) in http.into_iter().chain(fresh_ports) {
-        let labels = Labels {
-            listener: shared.names.join(",").into(),
-            dialect: if shared.dialects.len() == 1 {
-                shared.dialects[0]
-            } else {
-                "shared"
-            },
-        };
-        let names = shared.names.join("`, `");
-        let tls = shared
-            .tls
-            .as_ref()
-            .map(ServerTls::load)
-            .transpose()
-            .with_context(|| format!("listener `{names}`: TLS"))?;
-        let mut server = HttpServer::bind(addr, shared.cfg, labels)
-            .await
-            .with_context(|| format!("bind listener `{names}` on {addr}"))?;
-        server.set_allow(shared.allow);
-        server.set_tls(tls.clone());
-        let bound = server.local_addr();
-        for (name, dialect) in shared.names.iter().zip(&shared.dialects) {
-            tracing::info!(listener = %name, dialect = *dialect, address = %bound, transport = if tls.is_some() { "https" } else { "http" }, "listening");
-        }
-        if let Some(tls) = tls {
-            certificates.push((shared.names.join(","), tls));
-        }
-        listener_tasks.spawn(server.run(shared.router, shutdown.clone()));
-    }
+    let mut running = Running::start(cfg).await?;
 
     let admin_stop = CancellationToken::new();
-    let admin_task = if cfg.admin.enabled {
+    let admin = &running.cfg.admin;
+    let mut admin_certificate = None;
+    let admin_task = if admin.enabled {
         let labels = Labels {
             listener: "admin".into(),
             dialect: "admin",
         };
-        let tls = cfg
-            .admin
+        let tls = admin
             .tls
             .as_ref()
             .map(ServerTls::load)
             .transpose()
             .context("admin: TLS")?;
-        let mut server = HttpServer::bind(cfg.admin.address, HttpConfig::default(), labels)
+        let mut server = HttpServer::bind(admin.address, HttpConfig::default(), labels)
             .await
-            .with_context(|| format!("bind admin on {}", cfg.admin.address))?;
-        server.set_allow(cfg.admin.allowed_networks.clone());
+            .with_context(|| format!("bind admin on {}", admin.address))?;
+        server.set_allow(admin.allowed_networks.clone());
         server.set_tls(tls.clone());
-        if let Some(tls) = tls {
-            certificates.push(("admin".to_owned(), tls));
-        }
+        admin_certificate = tls;
         tracing::info!(component = "admin", address = %server.local_addr(), "admin listening");
         Some(tokio::spawn(server.run(
             admin::router(handle.clone(), ready_flag.clone()),
@@ -213,119 +92,110 @@ async fn run(cfg: Config, handle: PrometheusHandle) -> anyhow::Result<()> {
             handle.run_upkeep();
         }
     });
+    let watchdog = notify::watchdog_interval().map(|every| {
+        tracing::info!(
+            interval_ms = every.as_millis() as u64,
+            "systemd watchdog keep-alive on"
+        );
+        tokio::spawn(notify::watchdog(every))
+    });
 
     ready_flag.store(true, Ordering::Relaxed);
     ready_gauge.set(1.0);
     tracing::info!(
-        listeners = cfg.listeners.len(),
-        sinks = cfg.sinks.len(),
+        listeners = running.cfg.listeners.len(),
+        sinks = running.cfg.sinks.len(),
         version = env!("CARGO_PKG_VERSION"),
         "conflux ready"
     );
+    notify::ready("ready");
 
     let signal = loop {
         match signals.recv().await {
-            "SIGHUP" => reload_certificates(&certificates),
+            "SIGHUP" => {
+                notify::reloading();
+                match reload(&mut running, &source).await {
+                    Ok(()) => reloads_ok.increment(1),
+                    Err(e) => {
+                        reloads_failed.increment(1);
+                        tracing::error!(
+                            error = format!("{e:#}"),
+                            "reload failed; the running configuration stays"
+                        );
+                    }
+                }
+                let mut certificates = running.certificates();
+                certificates.extend(admin_certificate.clone().map(|c| ("admin".to_owned(), c)));
+                reload_certificates(&certificates);
+                notify::ready("ready (reloaded)");
+            }
             other => break other,
         }
     };
-    let deadline =
-        tokio::time::Instant::now() + Duration::from_millis(cfg.daemon.shutdown_timeout_ms);
+    let timeout = Duration::from_millis(running.cfg.daemon.shutdown_timeout_ms);
+    let deadline = tokio::time::Instant::now() + timeout;
     tracing::info!(
         signal,
-        timeout_ms = cfg.daemon.shutdown_timeout_ms,
+        timeout_ms = running.cfg.daemon.shutdown_timeout_ms,
         "shutting down"
     );
+    notify::stopping();
     ready_flag.store(false, Ordering::Relaxed);
     ready_gauge.set(0.0);
     // A second signal skips the wait.
-    let (abort, stop_now) = (stop.abort.clone(), shutdown.clone());
+    let (abort, stop_now) = running.stop_now();
     tokio::spawn(async move {
         while signals.recv().await == "SIGHUP" {}
         tracing::warn!("second signal: stopping now");
         stop_now.cancel();
         abort.cancel();
     });
-
-    shutdown.cancel();
-    // Listeners get half the time to finish what they read. A connection
-    // still blocked on a full sink past that is woken by closing the sinks'
-    // intake (its submit fails, nothing it holds was acknowledged), so that
-    // the sinks keep the rest of the time to flush.
-    let half =
-        tokio::time::Instant::now() + Duration::from_millis(cfg.daemon.shutdown_timeout_ms) / 2;
-    if tokio::time::timeout_at(half, drain(&mut listener_tasks))
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "listeners still busy at half the shutdown timeout; closing the sinks' intake"
-        );
-        stop.drain.cancel();
-        if tokio::time::timeout_at(deadline, drain(&mut listener_tasks))
-            .await
-            .is_err()
-        {
-            tracing::warn!("listeners did not finish in time");
-            listener_tasks.abort_all();
-        }
-    }
-    drop(pipeline);
-    stop.drain.cancel();
-    if tokio::time::timeout_at(deadline, drain(&mut sink_tasks))
-        .await
-        .is_err()
-    {
-        tracing::error!("sinks did not flush in time; dropping what is unsent");
-        stop.abort.cancel();
-        if tokio::time::timeout(Duration::from_secs(2), drain(&mut sink_tasks))
-            .await
-            .is_err()
-        {
-            sink_tasks.abort_all();
-        }
-    }
+    running
+        .shutdown(deadline, tokio::time::Instant::now() + timeout / 2)
+        .await;
     admin_stop.cancel();
     if let Some(t) = admin_task {
         let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
     }
     upkeep.abort();
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Open a sink's spool, recovering what an earlier run left. A damaged
-/// file costs the damaged records, never the start; a spool held by another
-/// process or an unwritable directory stops the start.
-fn open_spool(s: &SinkConfig, data_dir: &Path) -> anyhow::Result<Option<conflux_spool::Spool>> {
-    let Some(sc) = s.spool_config(data_dir) else {
-        return Ok(None);
+/// Where the configuration came from, to read it again on SIGHUP.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// The configuration built into the binary.
+    Embedded,
+    /// A file.
+    File(PathBuf),
+}
+
+/// SIGHUP: read the configuration again, check it whole, apply it.
+async fn reload(running: &mut Running, source: &Source) -> anyhow::Result<()> {
+    let (name, text) = match source {
+        Source::Embedded => ("embedded default".to_owned(), DEFAULT_CONFIG.to_owned()),
+        Source::File(p) => (
+            p.display().to_string(),
+            std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?,
+        ),
     };
-    let dir = sc.dir.clone();
-    let (spool, found) = conflux_spool::Spool::open(sc)
-        .with_context(|| format!("open the spool of sink `{}` in {}", s.name, dir.display()))?;
-    if found.records > 0 || found.torn_tails > 0 {
-        tracing::info!(
-            sink = %s.name,
-            records = found.records,
-            bytes = found.bytes,
-            torn_tails = found.torn_tails,
-            "spool holds undelivered records from an earlier run; sending them first"
-        );
-    }
-    Ok(Some(spool))
-}
-
-fn join<T: std::fmt::Display>(items: &[T]) -> String {
-    items
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-async fn drain(set: &mut JoinSet<()>) {
-    while set.join_next().await.is_some() {}
+    tracing::info!(config = %name, "SIGHUP: reloading the configuration");
+    let cfg = Config::parse(&text).map_err(|problems| anyhow!("{name}: {problems}"))?;
+    let applied = running.apply(cfg).await?;
+    tracing::info!(
+        listeners_started = ?applied.listeners_started,
+        listeners_removed = ?applied.listeners_removed,
+        sinks_added = ?applied.sinks_added,
+        sinks_replaced = ?applied.sinks_replaced,
+        sinks_refiltered = ?applied.sinks_refiltered,
+        sinks_removed = ?applied.sinks_removed,
+        "configuration reloaded"
+    );
+    Ok(())
 }
 
 /// SIGHUP: read every certificate again (a renewed one). A file that fails

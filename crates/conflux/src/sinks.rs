@@ -3,6 +3,7 @@
 use conflux_core::pipeline::SinkReceiver;
 use conflux_sinks::blackhole::Blackhole;
 use conflux_sinks::file::FileSink;
+use conflux_sinks::runner::Leftover;
 use conflux_sinks::{Runner, RunnerConfig, Sink, Stop};
 use conflux_sinks::{graphite, influx, kairosdb, opentsdb, prometheus};
 use tokio::task::JoinHandle;
@@ -10,8 +11,12 @@ use tracing::Instrument;
 
 use crate::config::{SinkConfig, SinkKind};
 
-/// A built sink, waiting for its queue: spawns its runner when called.
-pub type Start = Box<dyn FnOnce(SinkReceiver, Stop) -> JoinHandle<()> + Send>;
+/// A built sink, waiting for its queue (and, when it replaces a sink of the
+/// same name in a reload, the old runner's [`Leftover`]): spawns its runner
+/// when called. The runner's task ends with its queue, or when a handover
+/// asks for it.
+pub type Start =
+    Box<dyn FnOnce(SinkReceiver, Option<Leftover>, Stop) -> JoinHandle<Option<Leftover>> + Send>;
 
 /// Build a sink (open files, clients) before anything runs, so that a bad
 /// path fails at start.
@@ -34,7 +39,11 @@ pub fn build(cfg: &SinkConfig) -> Result<Start, String> {
 }
 
 fn start<S: Sink>(sink: S, kind: &'static str, cfg: RunnerConfig, span: tracing::Span) -> Start {
-    Box::new(move |rx, stop| {
-        tokio::spawn(Runner::new(sink, kind, rx, cfg).run(stop).instrument(span))
+    Box::new(move |rx, leftover, stop| {
+        let mut runner = Runner::new(sink, kind, rx, cfg);
+        if let Some(l) = leftover {
+            runner = runner.succeeding(l);
+        }
+        tokio::spawn(runner.run(stop).instrument(span))
     })
 }
