@@ -22,15 +22,18 @@ command -v victoria-metrics >/dev/null 2>&1 || debs+=(victoria-metrics)
 command -v prometheus >/dev/null 2>&1 || debs+=(prometheus)
 command -v carbon-cache >/dev/null 2>&1 || debs+=(graphite-carbon)
 command -v whisper-fetch >/dev/null 2>&1 || debs+=(python3-whisper)
+# systemd-analyze, for `verify` of deploy/systemd/conflux.service.
+command -v systemd-analyze >/dev/null 2>&1 || debs+=(systemd)
 if [ ${#debs[@]} -gt 0 ]; then
     step "installing ${debs[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${debs[@]}"
 fi
 
-# Real clients the end-to-end tests drive (Python's influxdb and influxdb-client).
+# Real clients the end-to-end tests drive (Python's influxdb and influxdb-client),
+# and PyYAML for the Kubernetes manifests.
 venv="$root/.venv"
-if ! "$venv/bin/python" -c 'import influxdb, influxdb_client, requests, graphyte' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import influxdb, influxdb_client, requests, graphyte, yaml' 2>/dev/null; then
     step "creating $venv with the Python client libraries"
     rm -rf "$venv"
     if ! python3 -m venv "$venv" >/dev/null 2>&1; then

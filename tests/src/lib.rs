@@ -436,7 +436,7 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 }
 
 /// The Python that has the real client libraries (`influxdb`,
-/// `influxdb-client`, `requests`, `graphyte`): `$CONFLUX_PYTHON`
+/// `influxdb-client`, `requests`, `graphyte`) and PyYAML: `$CONFLUX_PYTHON`
 /// (scripts/test.sh sets it), else the project's `.venv`.
 pub fn python() -> PathBuf {
     if let Ok(p) = std::env::var("CONFLUX_PYTHON") {
