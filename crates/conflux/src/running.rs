@@ -270,10 +270,14 @@ impl Running {
                 let old: Vec<&ListenerEntry> = stopped.iter().collect();
                 match self.bind(&old, &freed).await {
                     Ok(bound) => self.spawn(bound),
-                    Err(e2) => tracing::error!(
-                        error = format!("{e2:#}"),
-                        "the old listeners could not be started again; they stay down"
-                    ),
+                    Err(e2) => {
+                        tracing::error!(
+                            error = format!("{e2:#}"),
+                            "the old listeners could not be started again; they stay down until a reload starts them"
+                        );
+                        // Not running: the next reload sees them as new.
+                        self.cfg.listeners.retain(|l| !changed.contains(&l.name));
+                    }
                 }
                 return Err(e);
             }
