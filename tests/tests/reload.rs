@@ -353,3 +353,81 @@ when_full = "spool"
     let spooled = read(d.dir().join("spooled.lp"));
     assert_eq!(seqs(&spooled, "m"), [0, 1, 2, 3, 4]);
 }
+
+#[test]
+fn a_spooling_sink_re_pointed_by_a_reload_delivers_its_spool_to_the_new_target() {
+    let vm = Victoria::start();
+    let dead = format!("127.0.0.1:{}", free_port());
+    let config = |url: &str| {
+        format!(
+            r#"{PROCESS}
+[listeners.a]
+type = "influx"
+address = "127.0.0.1:0"
+
+[sinks.remote]
+type = "influx"
+url = "http://{url}/write?db=reload"
+batch_max_metrics = 50
+batch_max_age_ms = 5
+timeout_ms = 500
+retry_initial_ms = 20
+retry_max_ms = 100
+queue_max_metrics = 100
+when_full = "spool"
+"#
+        )
+    };
+    let mut d = Daemon::start(&config(&dead));
+    let a = d.addr("a");
+    // 200 requests of 10 metrics while the target is down: 100 fit in
+    // memory, the rest go to the spool.
+    let mut sent = BTreeSet::new();
+    for req in 0..200u64 {
+        let body: String = (0..10)
+            .map(|i| format!("spooled,seq={} v=1i\n", req * 10 + i))
+            .collect();
+        let r = http(a, "POST", "/write?db=x", &[], body.as_bytes());
+        assert_eq!(r.status, 204, "{}", r.body);
+        sent.extend((0..10).map(|i| req * 10 + i));
+    }
+    // The spool gauges are refreshed every second.
+    let mut on_disk = 0.0;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            on_disk = d.metric("conflux_sink_spool_records", &[("sink", "remote")]);
+            on_disk > 0.0
+        }),
+        "nothing went to the spool:\n{}",
+        d.logs()
+    );
+
+    // Re-point the sink: the new runner sends the old one's memory queue
+    // and the spool it hands over.
+    assert!(reload(&d, &config(&vm.http.to_string())), "{}", d.logs());
+    let stored = || -> BTreeSet<u64> {
+        vm.export("spooled_v")
+            .iter()
+            .map(|s| s["metric"]["seq"].as_str().unwrap().parse().unwrap())
+            .collect()
+    };
+    let complete = wait_until(Duration::from_secs(60), || {
+        vm.flush();
+        stored() == sent
+    });
+    assert!(
+        complete,
+        "victoria has {} of {}\n{}",
+        stored().len(),
+        sent.len(),
+        d.logs()
+    );
+    assert!(wait_until(Duration::from_secs(10), || {
+        d.metric("conflux_sink_spool_records", &[("sink", "remote")]) == 0.0
+    }));
+    println!(
+        "{on_disk} spool records before the reload, all {} metrics delivered after it",
+        sent.len()
+    );
+    assert!(d.terminate().success(), "{}", d.logs());
+}
