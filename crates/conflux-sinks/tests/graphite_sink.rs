@@ -8,45 +8,25 @@
 //! test's own; the testkit's blocking calls run outside it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 
-use conflux_core::pipeline::BatchView;
-use conflux_core::{Batch, Metric};
-use conflux_sinks::graphite::{self, GraphiteSink};
+use common::graphite_sink as sink;
+use common::{NS, runtime, views};
+use conflux_core::Metric;
+use conflux_sinks::graphite::GraphiteSink;
 use conflux_sinks::{Sent, Sink, SinkError};
 use conflux_testkit::carbon::CarbonCache;
 use conflux_testkit::carbon_relay::CarbonRelay;
 use conflux_testkit::unix_now;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
-use tokio::runtime::Runtime;
 
-const NS: i64 = 1_000_000_000;
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn sink(url: &str, extra: &str) -> GraphiteSink {
-    let (net, cfg) =
-        conflux_sinks::endpoint::parse_toml(&format!("url = \"{url}\"\n{extra}")).unwrap();
-    graphite::build(&net, &cfg).unwrap()
-}
-
-fn views(metrics: &[Metric]) -> Vec<BatchView> {
-    let mut b = Batch::new();
-    for m in metrics {
-        b.push(m).unwrap();
-    }
-    vec![BatchView::whole(Arc::new(b))]
-}
-
+/// `new_batch` then `send`, as the runner does for a first attempt; the
+/// connection stays open for the next batch.
 async fn send(sink: &mut GraphiteSink, metrics: &[Metric]) -> Result<Sent, SinkError> {
     sink.new_batch();
     sink.send(&views(metrics)).await

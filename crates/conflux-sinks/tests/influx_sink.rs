@@ -4,19 +4,18 @@
 //! server for what they will not do on demand (413, 401 and 503 answers).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::io::Read as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use conflux_core::filter::Filter;
-use conflux_core::pipeline::{BatchView, QueueConfig, SinkSpec, WhenFull};
-use conflux_core::{Batch, Pipeline, Value};
-use conflux_sinks::endpoint::NetConfig;
-use conflux_sinks::influx::{Config, InfluxSink};
+use common::pipeline_views as views;
+use conflux_core::{Batch, Value};
+use conflux_sinks::influx::InfluxSink;
 use conflux_sinks::{Sent, Sink, SinkError};
 use conflux_testkit::influxd::{Influxd, InfluxdOptions};
 use conflux_testkit::victoria::Victoria;
@@ -29,29 +28,9 @@ use tokio::runtime::Runtime;
 
 // ---- helpers ----
 
-fn config(url: &str, extra: &str) -> (NetConfig, Config) {
-    conflux_sinks::endpoint::parse_toml(&format!("url = \"{url}\"\n{extra}")).unwrap()
-}
-
 fn new_sink(url: &str, extra: &str) -> InfluxSink {
-    let (net, cfg) = config(url, extra);
+    let (net, cfg) = common::config(url, extra);
     conflux_sinks::influx::build(&net, &cfg).unwrap()
-}
-
-/// The batch as the runner hands it to a sink: through a pipeline's queue.
-async fn views(batch: Batch) -> Vec<BatchView> {
-    let (p, mut rx) = Pipeline::new(vec![SinkSpec {
-        name: "influx".into(),
-        filter: Filter::default(),
-        queue: QueueConfig {
-            max_metrics: 1_000_000,
-            when_full: WhenFull::Block,
-        },
-        spool: None,
-        max_new_series_per_hour: None,
-    }]);
-    p.ingest("test").submit(batch).await.unwrap();
-    vec![rx[0].recv().await.unwrap()]
 }
 
 /// `new_batch` then `send`, as the runner does for a first attempt.
@@ -62,11 +41,7 @@ async fn send(sink: &mut InfluxSink, batch: Batch) -> Result<Sent, SinkError> {
 }
 
 fn rt() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
+    common::multi_thread_runtime(1)
 }
 
 /// One metric spec: name, tags, fields, timestamp (ns).
@@ -599,19 +574,11 @@ struct Request {
 impl Request {
     /// The body, gunzipped when sent gzip'd.
     fn text(&self) -> String {
-        if self
+        let gzipped = self
             .headers
             .get("content-encoding")
-            .is_some_and(|v| v == "gzip")
-        {
-            let mut s = String::new();
-            flate2::read::GzDecoder::new(&self.body[..])
-                .read_to_string(&mut s)
-                .unwrap();
-            s
-        } else {
-            String::from_utf8(self.body.clone()).unwrap()
-        }
+            .is_some_and(|v| v == "gzip");
+        common::body_text(&self.body, gzipped)
     }
 }
 

@@ -6,13 +6,15 @@
 //! refused connection.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Read as _;
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::{Captured, config, read_request};
 use conflux_core::component::{CancellationToken, ListenerContext};
 use conflux_core::filter::Filter;
 use conflux_core::pipeline::{BatchView, QueueConfig, SinkSpec, WhenFull};
@@ -20,17 +22,13 @@ use conflux_core::{Batch, Pipeline, Value};
 use conflux_sinks::endpoint::NetConfig;
 use conflux_sinks::kairosdb::{Config, KairosdbSink};
 use conflux_sinks::{Sink, SinkError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/kairosdb")
         .join(name)
-}
-
-fn config(url: &str, extra: &str) -> (NetConfig, Config) {
-    conflux_sinks::endpoint::parse_toml(&format!("url = \"{url}\"\n{extra}")).unwrap()
 }
 
 fn new_sink(cfg: &(NetConfig, Config)) -> KairosdbSink {
@@ -77,30 +75,10 @@ enum Reply {
     Reset,
 }
 
-#[derive(Debug, Clone)]
-struct Captured {
-    head: String,
-    body: Vec<u8>,
-}
-
 impl Captured {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-
+    /// The JSON body as sent, gunzipped when it went out gzip'd.
     fn json(&self) -> String {
-        if self.header("content-encoding") == Some("gzip") {
-            let mut s = String::new();
-            flate2::read::GzDecoder::new(&self.body[..])
-                .read_to_string(&mut s)
-                .unwrap();
-            s
-        } else {
-            String::from_utf8(self.body.clone()).unwrap()
-        }
+        self.text()
     }
 }
 
@@ -135,37 +113,8 @@ async fn stub(script: Vec<Reply>) -> Stub {
 
 async fn serve(mut conn: TcpStream, s: Stub, script: Arc<Mutex<Vec<Reply>>>) {
     let mut buf = Vec::new();
-    loop {
-        // Head.
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            let mut chunk = [0u8; 4096];
-            match conn.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-        let len: usize = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().ok())?
-            })
-            .unwrap_or(0);
-        while buf.len() < head_end + len {
-            let mut chunk = [0u8; 65536];
-            match conn.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let body = buf[head_end..head_end + len].to_vec();
-        buf.drain(..head_end + len);
-        s.requests.lock().unwrap().push(Captured { head, body });
+    while let Some(req) = read_request(&mut conn, &mut buf).await {
+        s.requests.lock().unwrap().push(req);
         let reply = {
             let mut sc = script.lock().unwrap();
             if sc.is_empty() {

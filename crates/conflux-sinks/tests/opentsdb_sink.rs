@@ -13,14 +13,17 @@
 //! answers `put: …` error lines as OpenTSDB does.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use conflux_core::pipeline::BatchView;
-use conflux_core::{Batch, Metric};
-use conflux_sinks::opentsdb::{self, OpentsdbSink};
+use common::opentsdb_sink as sink;
+use common::{NS, read_request, runtime, views};
+use conflux_core::Metric;
+use conflux_sinks::opentsdb::OpentsdbSink;
 use conflux_sinks::{Sent, Sink, SinkError};
 use conflux_testkit::influxd::{Influxd, InfluxdOptions};
 use conflux_testkit::victoria::Victoria;
@@ -30,37 +33,9 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 
-const NS: i64 = 1_000_000_000;
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn sink(url: &str, extra: &str) -> OpentsdbSink {
-    let (net, cfg) =
-        conflux_sinks::endpoint::parse_toml(&format!("url = \"{url}\"\n{extra}")).unwrap();
-    opentsdb::build(&net, &cfg).unwrap()
-}
-
-fn views(metrics: &[Metric]) -> Vec<BatchView> {
-    let mut b = Batch::new();
-    for m in metrics {
-        b.push(m).unwrap();
-    }
-    vec![BatchView::whole(Arc::new(b))]
-}
-
 /// Send one batch and close the sink (telnet: until the server has read it all).
 fn deliver(rt: &Runtime, mut s: OpentsdbSink, metrics: &[Metric]) -> Sent {
-    rt.block_on(async {
-        s.new_batch();
-        let sent = s.send(&views(metrics)).await.unwrap();
-        s.close().await.unwrap();
-        sent
-    })
+    common::deliver(rt, &mut s, metrics).unwrap()
 }
 
 /// VictoriaMetrics' export of one series name: (labels, values, timestamps in ms).
@@ -314,10 +289,7 @@ struct Request {
 
 impl Request {
     fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case(name).then(|| v.trim())
-        })
+        common::header(&self.head, name)
     }
 
     fn points(&self) -> usize {
@@ -348,36 +320,12 @@ async fn serve(
     script: Arc<Mutex<Vec<(u16, &'static str)>>>,
 ) {
     let mut buf = Vec::new();
-    loop {
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            let mut chunk = [0u8; 4096];
-            match conn.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-        let len: usize = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().ok())?
-            })
-            .unwrap_or(0);
-        while buf.len() < head_end + len {
-            let mut chunk = [0u8; 65536];
-            match conn.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let body = String::from_utf8_lossy(&buf[head_end..head_end + len]).into_owned();
-        buf.drain(..head_end + len);
-        requests.lock().unwrap().push(Request { head, body });
+    while let Some(req) = read_request(&mut conn, &mut buf).await {
+        let body = String::from_utf8_lossy(&req.body).into_owned();
+        requests.lock().unwrap().push(Request {
+            head: req.head,
+            body,
+        });
         let (status, body) = {
             let mut s = script.lock().unwrap();
             if s.is_empty() { (204, "") } else { s.remove(0) }

@@ -12,20 +12,22 @@
 //! server checks the request headers and the retry of a split batch.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use conflux_core::filter::Filter;
-use conflux_core::pipeline::{BatchView, QueueConfig, SinkSpec, WhenFull};
-use conflux_core::{Batch, Metric, Pipeline, Value};
-use conflux_sinks::prometheus::PrometheusSink;
+use common::pipeline_views as views;
+use common::{Captured, read_request};
+use conflux_core::{Batch, Metric, Value};
+use conflux_sinks::prometheus::{self, PrometheusSink};
 use conflux_sinks::{Sent, Sink, SinkError};
 use conflux_testkit::prometheus::Prometheus;
 use conflux_testkit::victoria::Victoria;
 use prost::Message as _;
 use serde_json::Value as Json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
 
@@ -99,34 +101,12 @@ fn post_raw(addr: SocketAddr, series: Vec<TimeSeries>) -> (u16, String) {
 // ---- the sink ----
 
 fn rt() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    common::multi_thread_runtime(2)
 }
 
 fn sink(url: &str, extra: &str) -> PrometheusSink {
-    let (net, cfg) = conflux_sinks::endpoint::parse_toml::<conflux_sinks::prometheus::Config>(
-        &format!("url = \"{url}\"\n{extra}"),
-    )
-    .unwrap();
-    conflux_sinks::prometheus::build(&net, &cfg).unwrap()
-}
-
-async fn views(batch: Batch) -> Vec<BatchView> {
-    let (p, mut rx) = Pipeline::new(vec![SinkSpec {
-        name: "prometheus".into(),
-        filter: Filter::default(),
-        queue: QueueConfig {
-            max_metrics: 1_000_000,
-            when_full: WhenFull::Block,
-        },
-        spool: None,
-        max_new_series_per_hour: None,
-    }]);
-    p.ingest("test").submit(batch).await.unwrap();
-    vec![rx[0].recv().await.unwrap()]
+    let (net, cfg) = common::config(url, extra);
+    prometheus::build(&net, &cfg).unwrap()
 }
 
 /// `new_batch` then `send`, as the runner does for a first attempt.
@@ -527,20 +507,8 @@ fn victoria_behaviour() {
 
 // ---- headers and retries, against a stub ----
 
-#[derive(Debug, Clone)]
-struct Captured {
-    head: String,
-    body: Vec<u8>,
-}
-
 impl Captured {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-
+    /// The remote-write message of the request, decoded by prost.
     fn request(&self) -> WriteRequest {
         let raw = snap::raw::Decoder::new()
             .decompress_vec(&self.body)
@@ -562,36 +530,8 @@ async fn stub(script: Vec<u16>) -> (SocketAddr, Arc<Mutex<Vec<Captured>>>) {
             let (log, script) = (log.clone(), script.clone());
             tokio::spawn(async move {
                 let mut buf = Vec::new();
-                loop {
-                    let head_end = loop {
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                        let mut chunk = [0u8; 8192];
-                        match conn.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    };
-                    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("content-length")
-                                .then(|| v.trim().parse().ok())?
-                        })
-                        .unwrap_or(0);
-                    while buf.len() < head_end + len {
-                        let mut chunk = [0u8; 8192];
-                        match conn.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let body = buf[head_end..head_end + len].to_vec();
-                    buf.drain(..head_end + len);
-                    log.lock().unwrap().push(Captured { head, body });
+                while let Some(req) = read_request(&mut conn, &mut buf).await {
+                    log.lock().unwrap().push(req);
                     let status = {
                         let mut s = script.lock().unwrap();
                         if s.is_empty() { 204 } else { s.remove(0) }

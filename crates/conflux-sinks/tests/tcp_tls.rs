@@ -11,39 +11,36 @@
 //! client certificate only must not get in the way.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
+mod common;
 
-use conflux_core::pipeline::BatchView;
-use conflux_core::{Batch, Metric};
-use conflux_sinks::graphite::{self, GraphiteSink};
-use conflux_sinks::opentsdb;
-use conflux_sinks::{Sink, SinkError};
+use std::path::Path;
+
+use common::{NS, deliver, graphite_sink, opentsdb_sink, retry_message, runtime, views};
+use conflux_core::Metric;
+use conflux_sinks::Sink;
 use conflux_testkit::carbon_relay::CarbonRelay;
 use conflux_testkit::pki::Pki;
 use conflux_testkit::unix_now;
 use tokio::runtime::Runtime;
 
-const NS: i64 = 1_000_000_000;
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
+/// What every test here starts from: certificates of its own, a relay
+/// serving them on its TLS port (returned too), a runtime, and the time the
+/// points carry.
+fn tls_relay() -> (Pki, CarbonRelay, u16, Runtime, i64) {
+    let pki = Pki::new();
+    let relay = CarbonRelay::start_tls(&pki);
+    let port = relay.tls.unwrap().port();
+    (pki, relay, port, runtime(), unix_now())
 }
 
-fn graphite_sink(url: &str, extra: &str) -> GraphiteSink {
-    let (net, cfg) =
-        conflux_sinks::endpoint::parse_toml(&format!("url = \"{url}\"\n{extra}")).unwrap();
-    graphite::build(&net, &cfg).unwrap()
+/// The relay's TLS port by the name its certificate carries.
+fn localhost(port: u16) -> String {
+    format!("tls://localhost:{port}")
 }
 
-fn views(metrics: &[Metric]) -> Vec<BatchView> {
-    let mut b = Batch::new();
-    for m in metrics {
-        b.push(m).unwrap();
-    }
-    vec![BatchView::whole(Arc::new(b))]
+/// The `tls_ca_file` line trusting `ca`: each test picks the CA it trusts.
+fn ca_file(ca: &Path) -> String {
+    format!("tls_ca_file = \"{}\"", ca.display())
 }
 
 fn metric(host: &str, value: f64, t: i64) -> Metric {
@@ -53,33 +50,10 @@ fn metric(host: &str, value: f64, t: i64) -> Metric {
         .at(t * NS)
 }
 
-/// One batch and a close: the relay has read everything once it returns.
-fn deliver(rt: &Runtime, sink: &mut impl Sink, metrics: &[Metric]) -> Result<(), SinkError> {
-    rt.block_on(async {
-        sink.new_batch();
-        sink.send(&views(metrics)).await?;
-        sink.close().await
-    })
-}
-
-fn retry_message(r: Result<(), SinkError>) -> String {
-    match r {
-        Err(SinkError::Retryable { message, .. }) => message,
-        other => panic!("expected a retryable error, got {other:?}"),
-    }
-}
-
 #[test]
 fn graphite_over_tls_reaches_carbon_c_relay() {
-    let pki = Pki::new();
-    let relay = CarbonRelay::start_tls(&pki);
-    let port = relay.tls.unwrap().port();
-    let rt = runtime();
-    let t = unix_now();
-    let mut s = graphite_sink(
-        &format!("tls://localhost:{port}"),
-        &format!("tls_ca_file = \"{}\"", pki.ca_cert.display()),
-    );
+    let (pki, relay, port, rt, t) = tls_relay();
+    let mut s = graphite_sink(&localhost(port), &ca_file(&pki.ca_cert));
     // Two batches over one connection, then the close (close_notify, FIN).
     rt.block_on(async {
         s.new_batch();
@@ -106,13 +80,9 @@ fn graphite_over_tls_reaches_carbon_c_relay() {
 
 #[test]
 fn tls_server_name_replaces_the_address_in_the_certificate_check() {
-    let pki = Pki::new();
-    let relay = CarbonRelay::start_tls(&pki);
-    let port = relay.tls.unwrap().port();
-    let rt = runtime();
-    let t = unix_now();
+    let (pki, relay, port, rt, t) = tls_relay();
     let url = format!("tls://127.0.0.1:{port}");
-    let ca = format!("tls_ca_file = \"{}\"", pki.ca_cert.display());
+    let ca = ca_file(&pki.ca_cert);
 
     // By IP address, checked against the name given (the certificate names
     // localhost); a client certificate the relay never asks for is no obstacle.
@@ -143,15 +113,8 @@ fn tls_server_name_replaces_the_address_in_the_certificate_check() {
 
 #[test]
 fn a_wrong_ca_is_a_retryable_certificate_error() {
-    let pki = Pki::new();
-    let relay = CarbonRelay::start_tls(&pki);
-    let port = relay.tls.unwrap().port();
-    let rt = runtime();
-    let t = unix_now();
-    let mut s = graphite_sink(
-        &format!("tls://localhost:{port}"),
-        &format!("tls_ca_file = \"{}\"", pki.other_ca_cert.display()),
-    );
+    let (pki, relay, port, rt, t) = tls_relay();
+    let mut s = graphite_sink(&localhost(port), &ca_file(&pki.other_ca_cert));
     let m = retry_message(deliver(&rt, &mut s, &[metric("untrusted", 1.0, t)]));
     assert!(m.contains("invalid peer certificate: UnknownIssuer"), "{m}");
     assert!(!s.endpoints().next().unwrap().tcp().is_connected());
@@ -171,27 +134,13 @@ fn a_wrong_ca_is_a_retryable_certificate_error() {
 
 #[test]
 fn opentsdb_telnet_over_tls_crosses_the_relays_tls_port() {
-    let pki = Pki::new();
-    let relay = CarbonRelay::start_tls(&pki);
-    let port = relay.tls.unwrap().port();
-    let rt = runtime();
-    let t = unix_now();
-    let (net, cfg) = conflux_sinks::endpoint::parse_toml::<opentsdb::Config>(&format!(
-        "url = \"tls://localhost:{port}\"\ntls_ca_file = \"{}\"",
-        pki.ca_cert.display()
-    ))
-    .unwrap();
-    let mut s = opentsdb::build(&net, &cfg).unwrap();
+    let (pki, relay, port, rt, t) = tls_relay();
+    let mut s = opentsdb_sink(&localhost(port), &ca_file(&pki.ca_cert));
     let m = Metric::new("sys_load")
         .tag("host", "db-1")
         .field("value", 0.5)
         .at(t * NS);
-    let sent = rt.block_on(async {
-        s.new_batch();
-        let sent = s.send(&views(&[m])).await.unwrap();
-        s.close().await.unwrap();
-        sent
-    });
+    let sent = deliver(&rt, &mut s, &[m]).unwrap();
     assert_eq!((sent.points, sent.rejected), (1, 0));
     assert!(sent.bytes > 0);
     // The relay reads no `put`: it forwards the line as it came.

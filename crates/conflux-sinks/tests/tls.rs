@@ -6,28 +6,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod common;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use conflux_core::filter::Filter;
-use conflux_core::pipeline::{BatchView, QueueConfig, SinkSpec, WhenFull};
-use conflux_core::{Batch, Metric, Pipeline};
+use common::{pipeline_views, retry_message};
+use conflux_core::pipeline::BatchView;
+use conflux_core::{Batch, Metric};
 use conflux_sinks::endpoint::parse_toml;
 use conflux_sinks::prometheus::{self, PrometheusSink};
 use conflux_sinks::{Sink, SinkError};
 use conflux_testkit::pki::Pki;
 use conflux_testkit::prometheus::Prometheus;
 
+/// One fresh sample (Prometheus refuses old ones), through a pipeline.
 async fn views() -> Vec<BatchView> {
-    let (p, mut rx) = Pipeline::new(vec![SinkSpec {
-        name: "tls".into(),
-        filter: Filter::default(),
-        queue: QueueConfig {
-            max_metrics: 1000,
-            when_full: WhenFull::Block,
-        },
-        spool: None,
-        max_new_series_per_hour: None,
-    }]);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -38,8 +31,7 @@ async fn views() -> Vec<BatchView> {
         .at(now * 1_000_000)]
     .into_iter()
     .collect();
-    p.ingest("x").submit(b).await.unwrap();
-    vec![rx[0].recv().await.unwrap()]
+    pipeline_views(b).await
 }
 
 fn sink(toml: &str) -> PrometheusSink {
@@ -50,13 +42,6 @@ fn sink(toml: &str) -> PrometheusSink {
 async fn send(s: &mut PrometheusSink) -> Result<(), SinkError> {
     s.new_batch();
     s.send(&views().await).await.map(|_| ())
-}
-
-fn retry_message(r: Result<(), SinkError>) -> String {
-    match r {
-        Err(SinkError::Retryable { message, .. }) => message,
-        other => panic!("expected a retryable error, got {other:?}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
