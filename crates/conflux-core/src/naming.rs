@@ -308,18 +308,66 @@ pub fn sanitize_opentsdb(s: &str, out: &mut String) {
     }
 }
 
+/// `first_ok` and `rest_ok` accept ASCII only, so the common case (a name
+/// already valid) is checked on bytes, without decoding UTF-8; generic, not
+/// `fn` pointers, so that the checks inline (this runs for every label of
+/// every metric a prometheus sink sends).
 fn prometheus_sanitize(
     s: &str,
     out: &mut String,
-    first_ok: fn(char) -> bool,
-    rest_ok: fn(char) -> bool,
+    first_ok: impl Fn(char) -> bool,
+    rest_ok: impl Fn(char) -> bool,
 ) {
-    let mut chars = s.chars();
-    let valid = chars.next().is_some_and(first_ok) && chars.all(rest_ok);
+    // A byte of a multi-byte character is not ASCII, and `as char` maps it
+    // to a non-ASCII character both checks refuse.
+    let valid = match s.as_bytes() {
+        [first, rest @ ..] => first_ok(*first as char) && rest.iter().all(|&b| rest_ok(b as char)),
+        [] => false,
+    };
     if valid {
         out.push_str(s);
         return;
     }
+    // Short ASCII names (most of them, e.g. `sys.cpu.user`): mapped on a
+    // stack buffer and trimmed there, then appended once.
+    let mut buf = [0u8; 128];
+    if s.is_ascii() && s.len() <= buf.len() {
+        let mut n = 0;
+        for (i, &b) in s.as_bytes().iter().enumerate() {
+            let c = b as char;
+            if i == 0 {
+                if first_ok(c) {
+                    buf[n] = b;
+                    n += 1;
+                }
+            } else {
+                buf[n] = if rest_ok(c) { b } else { b'_' };
+                n += 1;
+            }
+        }
+        let mapped = &buf[..n];
+        let lead = mapped.iter().take_while(|&&b| b == b'_').count();
+        let trail = mapped[lead..]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'_')
+            .count();
+        // ASCII in, ASCII out: always valid UTF-8.
+        if let Ok(t) = std::str::from_utf8(&mapped[lead..n - trail]) {
+            out.push_str(t);
+        }
+        return;
+    }
+    prometheus_sanitize_chars(s, out, first_ok, rest_ok);
+}
+
+/// The general case of [`prometheus_sanitize`]: any length, any characters.
+fn prometheus_sanitize_chars(
+    s: &str,
+    out: &mut String,
+    first_ok: impl Fn(char) -> bool,
+    rest_ok: impl Fn(char) -> bool,
+) {
     let start = out.len();
     for (i, c) in s.chars().enumerate() {
         if i == 0 {
@@ -458,6 +506,30 @@ mod tests {
             out
         };
         assert_eq!(l("a:b"), "a_b");
+    }
+
+    proptest::proptest! {
+        /// The short-ASCII path gives what the general one gives.
+        #[test]
+        fn prometheus_fast_path_matches_the_general_one(
+            s in "[a-z0-9_:.\\-]{0,140}|\\PC{0,20}",
+            prefix in "[a-z]{0,3}",
+        ) {
+            let first = |c: char| c.is_ascii_alphabetic() || c == '_' || c == ':';
+            let rest = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+            let mut fast = prefix.clone();
+            prometheus_sanitize(&s, &mut fast, first, rest);
+            // The function as it was before the byte paths: a valid name
+            // as it is, else the character loop.
+            let mut general = prefix.clone();
+            let mut chars = s.chars();
+            if chars.next().is_some_and(first) && chars.all(rest) {
+                general.push_str(&s);
+            } else {
+                prometheus_sanitize_chars(&s, &mut general, first, rest);
+            }
+            proptest::prop_assert_eq!(fast, general);
+        }
     }
 
     /// Every row of the example table in docs/protocols.md ("Naming policy").

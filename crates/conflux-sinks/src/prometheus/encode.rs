@@ -594,6 +594,9 @@ impl Encoder {
             }
             let ts_len = m.labels_len + label_len(NAME_LABEL.len(), name.len()) + samples_len;
             let out = &mut self.proto;
+            // One capacity check for the whole message instead of a grow
+            // per label (tag, length varint of at most 10 bytes, payload).
+            out.reserve(11 + ts_len);
             out.push(TAG_TIMESERIES);
             put_varint(out, ts_len as u64);
             let labels = &self.labels[m.labels.0 as usize..m.labels.1 as usize];
