@@ -1335,3 +1335,85 @@ tls = {tls}
             .collect()
     );
 }
+
+/// Send the head of a POST with `Content-Length: total` and `first` bytes
+/// of its body, leaving the rest unsent.
+fn open_post(addr: SocketAddr, path: &str, total: usize, first: usize) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&body_bytes(first)).unwrap();
+    s
+}
+
+/// `n` bytes of line protocol, whole lines (`m v=1i`), padded with one
+/// last line of the right length.
+fn body_bytes(n: usize) -> Vec<u8> {
+    let mut b = b"m v=1i\n".repeat(n / 7);
+    b.resize(n, b'\n');
+    b
+}
+
+fn status_of(s: &mut TcpStream) -> (u16, String) {
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+#[test]
+fn bodies_in_flight_share_a_budget_and_the_overflow_gets_503() {
+    let d = Daemon::start(
+        r#"
+[listeners.in]
+type = "influx"
+address = "127.0.0.1:0"
+max_body_bytes = 4000000
+max_inflight_body_bytes = 1000000
+[sinks.out]
+type = "file"
+path = "out.lp"
+batch_max_age_ms = 5
+"#,
+    );
+    let addr = d.addr("in");
+    // A slow client announces 2 MB and sends 700 kB: its buffer takes the
+    // whole 1 MB budget.
+    let mut slow = open_post(addr, "/write?db=x", 2_000_000, 700_000);
+    // Loopback: the daemon has read those bytes long before this.
+    std::thread::sleep(Duration::from_secs(1));
+    // Another one finds no room within 2 s: 503 with Retry-After, and the
+    // daemon holds no second 2 MB buffer.
+    let mut second = open_post(addr, "/write?db=x", 2_000_000, 700_000);
+    let (status, text) = status_of(&mut second);
+    assert_eq!(status, 503, "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("retry-after: 1"),
+        "{text}"
+    );
+    assert!(text.contains("in flight"), "{text}");
+    // The slow one finishes and is stored whole.
+    slow.write_all(&body_bytes(1_300_000)).unwrap();
+    let (status, text) = status_of(&mut slow);
+    assert_eq!(status, 204, "{text}");
+    // The room came back: the same body now passes.
+    let r = http(addr, "POST", "/write?db=x", &[], &body_bytes(2_000_000));
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(
+        metric_value(
+            &d.metrics(),
+            "conflux_listener_requests_total",
+            &[("listener", "in"), ("status", "503")]
+        ),
+        1.0
+    );
+    let lines = stored(d);
+    assert_eq!(lines.len(), 2 * (2_000_000 / 7));
+}

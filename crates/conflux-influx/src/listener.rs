@@ -29,10 +29,12 @@ use conflux_net::allow::AllowList;
 use conflux_net::counters::ListenerCounters;
 use conflux_net::http::auth::{AuthOutcome, Authenticator, credential_problems, query_param};
 use conflux_net::http::{
-    BodyError, BodyOptions, HttpConfig, Request, Response, Router, collect_body, handler_fn,
+    BodyBudget, BodyError, BodyOptions, HttpConfig, Request, Response, Router, collect_body,
+    handler_fn,
 };
 use conflux_net::listener::{
-    HttpPart, Server, Socket, Started, Transport, defaults, shared_problems,
+    HttpPart, Server, Socket, Started, Transport, body_budget, body_options, defaults,
+    shared_problems,
 };
 use conflux_net::ratelimit::RateLimited;
 use conflux_net::tcp::{Flow, LineConn, LineHandler, TcpConfig, TcpLineServer};
@@ -104,6 +106,10 @@ pub struct Config {
     /// Largest body after gzip or deflate (413 past it); a gzip bomb stops here.
     /// Unset: `max_body_bytes`.
     pub max_decompressed_body_bytes: Option<usize>,
+    /// HTTP: the buffers of every body being read at once; a body that
+    /// finds no room within 2 s is answered 503 with `Retry-After`.
+    #[serde(default = "defaults::max_inflight_body_bytes")]
+    pub max_inflight_body_bytes: usize,
     /// HTTP: time from a request's first byte to the end of its headers.
     #[serde(default = "defaults::header_read_timeout_ms")]
     pub header_read_timeout_ms: u64,
@@ -175,6 +181,10 @@ impl Config {
                     "max_decompressed_body_bytes",
                     self.max_decompressed_body_bytes.map_or(1, |v| v as u64),
                 ),
+                (
+                    "max_inflight_body_bytes",
+                    self.max_inflight_body_bytes as u64,
+                ),
                 ("header_read_timeout_ms", self.header_read_timeout_ms),
                 ("max_header_bytes", self.max_header_bytes as u64),
                 ("line_timeout_ms", self.line_timeout_ms),
@@ -234,6 +244,7 @@ impl Config {
 
 struct Shared {
     cfg: Config,
+    budget: BodyBudget,
     auth: Authenticator,
     ctx: ListenerContext,
     counters: ListenerCounters,
@@ -260,6 +271,7 @@ pub fn router(cfg: &Config, ctx: ListenerContext) -> Router {
         version: HeaderValue::from_str(&cfg.influxdb_version)
             .unwrap_or(HeaderValue::from_static("1.8.10")),
         auth: Authenticator::new(&cfg.credentials),
+        budget: body_budget(cfg.max_inflight_body_bytes),
         cfg: cfg.clone(),
         counters: counters(&labels),
         created: Mutex::new(BTreeSet::new()),
@@ -487,6 +499,13 @@ fn body_error(api: Api, e: &BodyError) -> Response {
             "Request Entity Too Large",
             None,
         ),
+        BodyError::Busy { .. } => {
+            let mut resp = error(api, e.status(), "unavailable", &e.to_string(), None);
+            if let Some(v) = e.retry_after() {
+                resp.headers_mut().insert(http::header::RETRY_AFTER, v);
+            }
+            resp
+        }
         _ => error(api, e.status(), "invalid", &e.to_string(), None),
     }
 }
@@ -606,11 +625,10 @@ async fn write(s: Arc<Shared>, api: Api, req: Request) -> Response {
     let body: Bytes = match collect_body(
         &parts.headers,
         body,
-        BodyOptions::with_decompressed(
+        body_options(
             s.cfg.max_body_bytes,
-            s.cfg
-                .max_decompressed_body_bytes
-                .unwrap_or(s.cfg.max_body_bytes),
+            s.cfg.max_decompressed_body_bytes,
+            &s.budget,
         ),
     )
     .await

@@ -25,10 +25,12 @@ use conflux_net::allow::AllowList;
 use conflux_net::counters::ListenerCounters;
 use conflux_net::http::auth::{AuthOutcome, Authenticator, credential_problems};
 use conflux_net::http::{
-    BodyError, BodyOptions, BoxFuture, HttpConfig, Request, Response, Router, collect_body,
-    handler_fn, response,
+    BodyBudget, BodyError, BodyOptions, BoxFuture, HttpConfig, Request, Response, Router,
+    collect_body, handler_fn, response,
 };
-use conflux_net::listener::{HttpPart, Socket, Started, Transport, defaults, shared_problems};
+use conflux_net::listener::{
+    HttpPart, Socket, Started, Transport, body_budget, body_options, defaults, shared_problems,
+};
 use conflux_net::tls::TlsConfig;
 use conflux_net::{Labels, ListenerError};
 use http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
@@ -85,6 +87,10 @@ pub struct Config {
     /// Largest body after gzip (413 past it); a gzip bomb stops here.
     /// Unset: `max_body_bytes`.
     pub max_decompressed_body_bytes: Option<usize>,
+    /// The buffers of every body being read at once; a body that finds no
+    /// room within 2 s is answered 503 with `Retry-After`.
+    #[serde(default = "defaults::max_inflight_body_bytes")]
+    pub max_inflight_body_bytes: usize,
     /// Time from a request's first byte to the end of its headers.
     #[serde(default = "defaults::header_read_timeout_ms")]
     pub header_read_timeout_ms: u64,
@@ -149,6 +155,10 @@ impl Config {
                     "max_decompressed_body_bytes",
                     self.max_decompressed_body_bytes.map_or(1, |v| v as u64),
                 ),
+                (
+                    "max_inflight_body_bytes",
+                    self.max_inflight_body_bytes as u64,
+                ),
                 ("header_read_timeout_ms", self.header_read_timeout_ms),
                 ("max_header_bytes", self.max_header_bytes as u64),
             ],
@@ -188,6 +198,7 @@ impl Config {
 
 struct Shared {
     cfg: Config,
+    budget: BodyBudget,
     auth: Authenticator,
     ctx: ListenerContext,
     counters: ListenerCounters,
@@ -207,6 +218,7 @@ pub fn router(cfg: &Config, ctx: ListenerContext) -> Option<Router> {
     version_body.push(b'}');
     let shared = Arc::new(Shared {
         auth: Authenticator::new(&cfg.credentials),
+        budget: body_budget(cfg.max_inflight_body_bytes),
         cfg: cfg.clone(),
         counters: ListenerCounters::new(&labels, ErrorKind::ALL.iter().map(|k| k.reason())),
         version_body: String::from_utf8_lossy(&version_body).into_owned(),
@@ -281,7 +293,11 @@ fn errors_response<'a>(
 }
 
 fn body_error(e: &BodyError) -> Response {
-    errors_response(e.status(), [e.to_string().as_str()])
+    let mut resp = errors_response(e.status(), [e.to_string().as_str()]);
+    if let Some(v) = e.retry_after() {
+        resp.headers_mut().insert(RETRY_AFTER, v);
+    }
+    resp
 }
 
 fn overloaded(err: &SubmitError) -> Response {
@@ -325,13 +341,13 @@ async fn datapoints(s: Arc<Shared>, req: Request) -> Response {
         return unauthorized();
     }
     let opts = BodyOptions {
-        limit: s.cfg.max_body_bytes,
-        decompressed_limit: s
-            .cfg
-            .max_decompressed_body_bytes
-            .unwrap_or(s.cfg.max_body_bytes),
         // KairosDB before 1.3 took gzip only as `Content-Type: application/gzip`.
         gzip_content_type: true,
+        ..body_options(
+            s.cfg.max_body_bytes,
+            s.cfg.max_decompressed_body_bytes,
+            &s.budget,
+        )
     };
     let body = match collect_body(&parts.headers, body, opts).await {
         Ok(b) => b,

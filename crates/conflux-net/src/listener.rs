@@ -102,6 +102,35 @@ pub mod defaults {
     pub fn line_timeout_ms() -> u64 {
         30_000
     }
+
+    /// `max_inflight_body_bytes`: the buffers of every request body an HTTP
+    /// listener is reading at once (eight bodies at the default body limit).
+    pub fn max_inflight_body_bytes() -> usize {
+        256 * 1024 * 1024
+    }
+}
+
+/// How long a request body waits for room in its listener's budget before
+/// it is answered 503.
+pub const BODY_BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How an HTTP listener reads bodies: its `max_body_bytes`, its
+/// `max_decompressed_body_bytes` (unset: the same) and its budget.
+pub fn body_options(
+    max_body_bytes: usize,
+    max_decompressed_body_bytes: Option<usize>,
+    budget: &crate::http::BodyBudget,
+) -> crate::http::BodyOptions {
+    crate::http::BodyOptions::with_decompressed(
+        max_body_bytes,
+        max_decompressed_body_bytes.unwrap_or(max_body_bytes),
+    )
+    .with_budget(budget)
+}
+
+/// The budget of `max_inflight_body_bytes`.
+pub fn body_budget(max_inflight_body_bytes: usize) -> crate::http::BodyBudget {
+    crate::http::BodyBudget::new(max_inflight_body_bytes, BODY_BUDGET_WAIT)
 }
 
 /// Problems with the keys every listener shares: each named value must be

@@ -43,7 +43,9 @@ use conflux_net::http::{
     BodyError, BodyOptions, HttpConfig, HttpService, Request, Response, Router, collect_body,
     handler_fn,
 };
-use conflux_net::listener::{Server, Socket, Started, Transport, defaults, shared_problems};
+use conflux_net::listener::{
+    Server, Socket, Started, Transport, body_budget, body_options, defaults, shared_problems,
+};
 use conflux_net::ratelimit::RateLimited;
 use conflux_net::tcp::{Flow, LineConn, TcpConfig, serve_lines};
 use conflux_net::tls::{ServerTls, Stream, TlsConfig};
@@ -127,6 +129,10 @@ pub struct Config {
     /// Largest `/api/put` body after gzip or deflate (413 past it).
     /// Unset: `max_body_bytes`.
     pub max_decompressed_body_bytes: Option<usize>,
+    /// `/api/put`: the buffers of every body being read at once; a body
+    /// that finds no room within 2 s is answered 503 with `Retry-After`.
+    #[serde(default = "defaults::max_inflight_body_bytes")]
+    pub max_inflight_body_bytes: usize,
     /// HTTP: time from a request's first byte to the end of its headers.
     #[serde(default = "defaults::header_read_timeout_ms")]
     pub header_read_timeout_ms: u64,
@@ -196,6 +202,7 @@ impl Config {
             max_series_key_bytes: default_max_series_key_bytes(),
             credentials: Vec::new(),
             max_decompressed_body_bytes: None,
+            max_inflight_body_bytes: defaults::max_inflight_body_bytes(),
             header_read_timeout_ms: defaults::header_read_timeout_ms(),
             max_header_bytes: defaults::max_header_bytes(),
             line_timeout_ms: defaults::line_timeout_ms(),
@@ -244,6 +251,10 @@ impl Config {
                 (
                     "max_decompressed_body_bytes",
                     self.max_decompressed_body_bytes.map_or(1, |v| v as u64),
+                ),
+                (
+                    "max_inflight_body_bytes",
+                    self.max_inflight_body_bytes as u64,
                 ),
                 ("header_read_timeout_ms", self.header_read_timeout_ms),
                 ("max_header_bytes", self.max_header_bytes as u64),
@@ -405,8 +416,7 @@ struct Shared {
     opts: ParseOptions,
     limits: Limits,
     telnet_errors: bool,
-    max_body_bytes: usize,
-    max_decompressed_body_bytes: usize,
+    body: BodyOptions,
     auth: Authenticator,
     queue_wait: Duration,
     counters: ListenerCounters,
@@ -452,10 +462,11 @@ impl Shared {
             opts: cfg.parse_options(),
             limits: cfg.limits(),
             telnet_errors: cfg.telnet_errors,
-            max_body_bytes: cfg.max_body_bytes,
-            max_decompressed_body_bytes: cfg
-                .max_decompressed_body_bytes
-                .unwrap_or(cfg.max_body_bytes),
+            body: body_options(
+                cfg.max_body_bytes,
+                cfg.max_decompressed_body_bytes,
+                &body_budget(cfg.max_inflight_body_bytes),
+            ),
             auth: Authenticator::new(&cfg.credentials),
             queue_wait: Duration::from_millis(cfg.queue_wait_ms),
             counters: ListenerCounters::new(&labels, ErrorKind::ALL.iter().map(|k| k.reason())),
@@ -625,13 +636,7 @@ async fn put(s: Arc<Shared>, req: Request) -> Response {
     // OpenTSDB looks at whether the flags are present, not at their values.
     let details = query_param(q, "details").is_some();
     let summary = details || query_param(q, "summary").is_some();
-    let body = match collect_body(
-        &parts.headers,
-        body,
-        BodyOptions::with_decompressed(s.max_body_bytes, s.max_decompressed_body_bytes),
-    )
-    .await
-    {
+    let body = match collect_body(&parts.headers, body, s.body.clone()).await {
         Ok(b) => b,
         Err(e) => return body_error(&e),
     };
@@ -705,7 +710,11 @@ fn body_error(e: &BodyError) -> Response {
         BodyError::TooLarge { .. } => Some(e.to_string()),
         _ => None,
     };
-    error(e.status(), &message, details.as_deref())
+    let mut resp = error(e.status(), &message, details.as_deref());
+    if let Some(v) = e.retry_after() {
+        resp.headers_mut().insert(http::header::RETRY_AFTER, v);
+    }
+    resp
 }
 
 fn overloaded(err: &SubmitError) -> Response {

@@ -3,8 +3,17 @@
 //! enforced on the raw bytes and on the decompressed bytes as they are
 //! produced. A gzip bomb fails with [`BodyError::TooLarge`] after at most
 //! `limit + 1` decompressed bytes were buffered.
+//!
+//! A [`BodyBudget`] bounds what all the bodies being read on one listener
+//! hold together: a thousand clients each trickling a large body would
+//! otherwise hold a thousand buffers (`max_connections` × the body limit).
+//! Each read takes room from the budget as its buffer grows and gives it
+//! back when it returns; a body that finds no room within the budget's wait
+//! fails with [`BodyError::Busy`] (503, retry later).
 
 use std::io::{self, Write};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use flate2::write::MultiGzDecoder;
@@ -12,6 +21,7 @@ use flate2::{Decompress, FlushDecompress, Status};
 use http::{HeaderMap, StatusCode, header, request::Parts};
 use http_body::Body;
 use http_body_util::BodyExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{Response, text};
 
@@ -34,6 +44,14 @@ pub enum BodyError {
     /// The connection failed while the body was read (400).
     #[error("reading request body: {0}")]
     Read(String),
+    /// The listener's bodies in flight hold its whole [`BodyBudget`] (503).
+    #[error(
+        "too many request bytes in flight on this listener (budget {budget} bytes); retry later"
+    )]
+    Busy {
+        /// The budget in bytes.
+        budget: usize,
+    },
 }
 
 impl BodyError {
@@ -43,18 +61,86 @@ impl BodyError {
             BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyError::BadEncoding(_) | BodyError::Read(_) => StatusCode::BAD_REQUEST,
             BodyError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            BodyError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     /// A plain-text response with [`BodyError::status`] and the message, for
     /// dialects without an error shape of their own.
     pub fn to_response(&self) -> Response {
-        text(self.status(), format!("{self}\n"))
+        let mut resp = text(self.status(), format!("{self}\n"));
+        if let Some(v) = self.retry_after() {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        resp
+    }
+
+    /// `Retry-After` for errors a client should retry ([`BodyError::Busy`]).
+    pub fn retry_after(&self) -> Option<http::HeaderValue> {
+        matches!(self, BodyError::Busy { .. }).then(|| http::HeaderValue::from_static("1"))
+    }
+}
+
+/// Room for the bodies being read at once on one listener, in bytes of
+/// buffer (raw or decompressed); see the module doc.
+#[derive(Debug, Clone)]
+pub struct BodyBudget {
+    room: Arc<Semaphore>,
+    bytes: usize,
+    wait: Duration,
+}
+
+impl BodyBudget {
+    /// `bytes` in all; a body waits at most `wait` for room.
+    pub fn new(bytes: usize, wait: Duration) -> BodyBudget {
+        let bytes = bytes.clamp(1, Semaphore::MAX_PERMITS);
+        BodyBudget {
+            room: Arc::new(Semaphore::new(bytes)),
+            bytes,
+            wait,
+        }
+    }
+
+    /// The budget in bytes.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Bytes not held by a body now.
+    pub fn available(&self) -> usize {
+        self.room.available_permits()
+    }
+
+    /// Grow `held` to `want` bytes (at most the whole budget, so one body
+    /// larger than it still passes alone).
+    async fn grow(
+        &self,
+        held: &mut Option<OwnedSemaphorePermit>,
+        want: usize,
+    ) -> Result<(), BodyError> {
+        let have = held.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
+        let want = want.min(self.bytes);
+        if want <= have {
+            return Ok(());
+        }
+        let more = u32::try_from(want - have).unwrap_or(u32::MAX);
+        let acquire = self.room.clone().acquire_many_owned(more);
+        match tokio::time::timeout(self.wait, acquire).await {
+            Ok(Ok(p)) => {
+                match held {
+                    Some(h) => h.merge(p),
+                    None => *held = Some(p),
+                }
+                Ok(())
+            }
+            // Closed never happens (the semaphore is never closed).
+            Ok(Err(_)) | Err(_) => Err(BodyError::Busy { budget: self.bytes }),
+        }
     }
 }
 
 /// How [`read_body_with`] reads a body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct BodyOptions {
     /// Largest body in bytes as received (compressed, when it is).
     pub limit: usize,
@@ -63,6 +149,8 @@ pub struct BodyOptions {
     /// Treat `Content-Type: application/gzip` without a `Content-Encoding` as
     /// gzip (KairosDB's deprecated way to post compressed data).
     pub gzip_content_type: bool,
+    /// The listener's budget for bodies in flight; `None` for no bound.
+    pub budget: Option<BodyBudget>,
 }
 
 impl BodyOptions {
@@ -72,6 +160,7 @@ impl BodyOptions {
             limit,
             decompressed_limit: limit,
             gzip_content_type: false,
+            budget: None,
         }
     }
 
@@ -80,6 +169,15 @@ impl BodyOptions {
         BodyOptions {
             decompressed_limit,
             ..BodyOptions::new(limit)
+        }
+    }
+
+    /// Read within `budget`.
+    #[must_use]
+    pub fn with_budget(self, budget: &BodyBudget) -> BodyOptions {
+        BodyOptions {
+            budget: Some(budget.clone()),
+            ..self
         }
     }
 }
@@ -129,7 +227,7 @@ where
     B: Body<Data = Bytes>,
     B::Error: std::fmt::Display,
 {
-    let coding = coding(headers, opts)?;
+    let coding = coding(headers, &opts)?;
     // Uncompressed, the raw bytes are the decoded bytes: the smaller limit holds.
     let (limit, out_limit) = match coding {
         Coding::Identity => {
@@ -145,6 +243,8 @@ where
     let mut sink = Sink::new(coding, out_limit, hint.exact());
     let mut body = std::pin::pin!(body);
     let mut raw = 0usize;
+    // Room taken from the budget; given back when this returns.
+    let mut held: Option<OwnedSemaphorePermit> = None;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
         let Ok(data) = frame.into_data() else {
@@ -154,7 +254,14 @@ where
         if raw > limit {
             return Err(BodyError::TooLarge { limit });
         }
+        if let Some(budget) = &opts.budget {
+            // The frame is held until the sink has taken it in.
+            budget.grow(&mut held, sink.held() + data.len()).await?;
+        }
         sink.push(data)?;
+        if let Some(budget) = &opts.budget {
+            budget.grow(&mut held, sink.held()).await?;
+        }
     }
     sink.finish()
 }
@@ -166,7 +273,7 @@ enum Coding {
     Deflate,
 }
 
-fn coding(headers: &HeaderMap, opts: BodyOptions) -> Result<Coding, BodyError> {
+fn coding(headers: &HeaderMap, opts: &BodyOptions) -> Result<Coding, BodyError> {
     let mut coding = Coding::Identity;
     for value in headers.get_all(header::CONTENT_ENCODING) {
         let Ok(value) = value.to_str() else {
@@ -393,6 +500,17 @@ impl Sink {
         }
     }
 
+    /// Bytes of buffer the body holds now (capacity: what memory it took).
+    fn held(&self) -> usize {
+        match self {
+            Sink::Identity { first, rest, .. } => {
+                first.as_ref().map_or(0, Bytes::len) + rest.capacity()
+            }
+            Sink::Gzip { decoder, .. } => decoder.get_ref().buf.capacity(),
+            Sink::Deflate { out, .. } => out.buf.capacity(),
+        }
+    }
+
     #[cfg(test)]
     fn out_capacity(&self) -> usize {
         match self {
@@ -494,6 +612,108 @@ mod tests {
             self.length
                 .map_or_else(SizeHint::default, SizeHint::with_exact)
         }
+    }
+
+    /// A body whose frames the test sends one by one: it stays open (and
+    /// holds what it has) until the sender is dropped.
+    struct Trickle(tokio::sync::mpsc::UnboundedReceiver<Bytes>);
+
+    impl Body for Trickle {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    /// Wait (bounded) until the slow body's task has taken its frames in.
+    async fn held_at_most(budget: &BodyBudget, available: usize) {
+        for _ in 0..500 {
+            if budget.available() <= available {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("budget still has {} bytes free", budget.available());
+    }
+
+    #[tokio::test]
+    async fn bodies_in_flight_share_the_budget_and_give_it_back() {
+        let budget = BodyBudget::new(100_000, Duration::from_millis(500));
+        let opts = BodyOptions::new(1 << 20).with_budget(&budget);
+        // A slow client holds 80 kB of its body.
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let slow = tokio::spawn({
+            let opts = opts.clone();
+            async move { collect_body(&HeaderMap::new(), Trickle(rx), opts).await }
+        });
+        tx.send(Bytes::from(vec![b'a'; 40_000])).unwrap();
+        tx.send(Bytes::from(vec![b'b'; 40_000])).unwrap();
+        held_at_most(&budget, 20_000).await;
+
+        // Another body of 60 kB finds no room within the wait: 503.
+        let err = collect_body(
+            &HeaderMap::new(),
+            chunked(&[b'c'; 60_000], 10_000),
+            opts.clone(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err, BodyError::Busy { budget: 100_000 });
+        assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(err.to_response().headers()[header::RETRY_AFTER], "1");
+
+        // The slow body ends: its room comes back, and the other one passes.
+        drop(tx);
+        assert_eq!(slow.await.unwrap().unwrap().len(), 80_000);
+        assert_eq!(budget.available(), 100_000);
+        let ok = collect_body(
+            &HeaderMap::new(),
+            chunked(&[b'c'; 60_000], 10_000),
+            opts.clone(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(ok.len(), 60_000);
+        // One body larger than the whole budget still passes alone.
+        let big = collect_body(&HeaderMap::new(), chunked(&[b'd'; 300_000], 50_000), opts)
+            .await
+            .unwrap();
+        assert_eq!(big.len(), 300_000);
+        assert_eq!(budget.available(), 100_000);
+    }
+
+    #[tokio::test]
+    async fn a_gzip_body_counts_its_decompressed_buffer() {
+        let budget = BodyBudget::new(50_000, Duration::from_millis(100));
+        let opts = BodyOptions::new(1 << 20).with_budget(&budget);
+        let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+        gz.write_all(&[b' '; 400_000]).unwrap();
+        let small = gz.finish().unwrap();
+        assert!(small.len() < 5_000);
+        // A held body takes 40 kB; the gzip one grows past the 10 kB left.
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let slow = tokio::spawn({
+            let opts = opts.clone();
+            async move { collect_body(&HeaderMap::new(), Trickle(rx), opts).await }
+        });
+        tx.send(Bytes::from(vec![b'a'; 40_000])).unwrap();
+        held_at_most(&budget, 10_000).await;
+        let err = collect_body(
+            &headers(&[("content-encoding", "gzip")]),
+            chunked(&small, 1_000),
+            opts,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err, BodyError::Busy { budget: 50_000 });
+        drop(tx);
+        slow.await.unwrap().unwrap();
+        assert_eq!(budget.available(), 50_000);
     }
 
     fn chunked(data: &[u8], chunk: usize) -> Frames {
