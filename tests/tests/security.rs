@@ -1391,6 +1391,14 @@ batch_max_age_ms = 5
     std::thread::sleep(Duration::from_secs(1));
     // Another one finds no room within 2 s: 503 with Retry-After, and the
     // daemon holds no second 2 MB buffer.
+    let in_flight = |d: &Daemon| {
+        metric_value(
+            &d.metrics(),
+            "conflux_listener_body_bytes_in_flight",
+            &[("listener", "in")],
+        )
+    };
+    assert_eq!(in_flight(&d), 1_000_000.0);
     let mut second = open_post(addr, "/write?db=x", 2_000_000, 700_000);
     let (status, text) = status_of(&mut second);
     assert_eq!(status, 503, "{text}");
@@ -1414,6 +1422,7 @@ batch_max_age_ms = 5
         ),
         1.0
     );
+    assert_eq!(in_flight(&d), 0.0);
     let lines = stored(d);
     assert_eq!(lines.len(), 2 * (2_000_000 / 7));
 }

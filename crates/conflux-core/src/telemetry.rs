@@ -16,6 +16,9 @@ pub const LISTENER_REJECTED: &str = "conflux_listener_rejected_total";
 pub const LISTENER_CONNECTIONS: &str = "conflux_listener_connections_total";
 /// Gauge: connections open now, by `listener`, `dialect`.
 pub const LISTENER_CONNECTIONS_OPEN: &str = "conflux_listener_connections_open";
+/// Gauge: bytes of request-body buffers an HTTP listener holds now, taken
+/// from its `max_inflight_body_bytes`, by `listener`, `dialect`.
+pub const LISTENER_BODY_BYTES_IN_FLIGHT: &str = "conflux_listener_body_bytes_in_flight";
 /// Counter: connections refused at the connection cap, by `listener`, `dialect`.
 pub const LISTENER_CONNECTIONS_REFUSED: &str = "conflux_listener_connections_refused_total";
 /// Counter: HTTP requests answered, by `listener`, `dialect`, `status` (the code).

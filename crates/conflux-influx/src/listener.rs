@@ -271,7 +271,7 @@ pub fn router(cfg: &Config, ctx: ListenerContext) -> Router {
         version: HeaderValue::from_str(&cfg.influxdb_version)
             .unwrap_or(HeaderValue::from_static("1.8.10")),
         auth: Authenticator::new(&cfg.credentials),
-        budget: body_budget(cfg.max_inflight_body_bytes),
+        budget: body_budget(cfg.max_inflight_body_bytes, &labels),
         cfg: cfg.clone(),
         counters: counters(&labels),
         created: Mutex::new(BTreeSet::new()),

@@ -218,7 +218,7 @@ pub fn router(cfg: &Config, ctx: ListenerContext) -> Option<Router> {
     version_body.push(b'}');
     let shared = Arc::new(Shared {
         auth: Authenticator::new(&cfg.credentials),
-        budget: body_budget(cfg.max_inflight_body_bytes),
+        budget: body_budget(cfg.max_inflight_body_bytes, &labels),
         cfg: cfg.clone(),
         counters: ListenerCounters::new(&labels, ErrorKind::ALL.iter().map(|k| k.reason())),
         version_body: String::from_utf8_lossy(&version_body).into_owned(),

@@ -128,9 +128,14 @@ pub fn body_options(
     .with_budget(budget)
 }
 
-/// The budget of `max_inflight_body_bytes`.
-pub fn body_budget(max_inflight_body_bytes: usize) -> crate::http::BodyBudget {
+/// The budget of `max_inflight_body_bytes`, reported as
+/// `conflux_listener_body_bytes_in_flight`.
+pub fn body_budget(
+    max_inflight_body_bytes: usize,
+    labels: &crate::Labels,
+) -> crate::http::BodyBudget {
     crate::http::BodyBudget::new(max_inflight_body_bytes, BODY_BUDGET_WAIT)
+        .with_gauge(labels.gauge(conflux_core::telemetry::LISTENER_BODY_BYTES_IN_FLIGHT))
 }
 
 /// Problems with the keys every listener shares: each named value must be

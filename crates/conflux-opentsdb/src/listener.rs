@@ -465,7 +465,7 @@ impl Shared {
             body: body_options(
                 cfg.max_body_bytes,
                 cfg.max_decompressed_body_bytes,
-                &body_budget(cfg.max_inflight_body_bytes),
+                &body_budget(cfg.max_inflight_body_bytes, &labels),
             ),
             auth: Authenticator::new(&cfg.credentials),
             queue_wait: Duration::from_millis(cfg.queue_wait_ms),

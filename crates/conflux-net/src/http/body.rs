@@ -88,6 +88,21 @@ pub struct BodyBudget {
     room: Arc<Semaphore>,
     bytes: usize,
     wait: Duration,
+    in_flight: Option<metrics::Gauge>,
+}
+
+/// Room a body holds; given back (and the gauge lowered) when dropped.
+struct Held {
+    permit: Option<OwnedSemaphorePermit>,
+    gauge: Option<metrics::Gauge>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let (Some(p), Some(g)) = (&self.permit, &self.gauge) {
+            g.decrement(p.num_permits() as f64);
+        }
+    }
 }
 
 impl BodyBudget {
@@ -98,6 +113,16 @@ impl BodyBudget {
             room: Arc::new(Semaphore::new(bytes)),
             bytes,
             wait,
+            in_flight: None,
+        }
+    }
+
+    /// Report the bytes held in `gauge`.
+    #[must_use]
+    pub fn with_gauge(self, gauge: metrics::Gauge) -> BodyBudget {
+        BodyBudget {
+            in_flight: Some(gauge),
+            ..self
         }
     }
 
@@ -113,11 +138,11 @@ impl BodyBudget {
 
     /// Grow `held` to `want` bytes (at most the whole budget, so one body
     /// larger than it still passes alone).
-    async fn grow(
-        &self,
-        held: &mut Option<OwnedSemaphorePermit>,
-        want: usize,
-    ) -> Result<(), BodyError> {
+    async fn grow(&self, held: &mut Held, want: usize) -> Result<(), BodyError> {
+        if held.gauge.is_none() {
+            held.gauge.clone_from(&self.in_flight);
+        }
+        let held = &mut held.permit;
         let have = held.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
         let want = want.min(self.bytes);
         if want <= have {
@@ -127,6 +152,9 @@ impl BodyBudget {
         let acquire = self.room.clone().acquire_many_owned(more);
         match tokio::time::timeout(self.wait, acquire).await {
             Ok(Ok(p)) => {
+                if let Some(g) = &self.in_flight {
+                    g.increment(f64::from(more));
+                }
                 match held {
                     Some(h) => h.merge(p),
                     None => *held = Some(p),
@@ -244,7 +272,10 @@ where
     let mut body = std::pin::pin!(body);
     let mut raw = 0usize;
     // Room taken from the budget; given back when this returns.
-    let mut held: Option<OwnedSemaphorePermit> = None;
+    let mut held = Held {
+        permit: None,
+        gauge: None,
+    };
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
         let Ok(data) = frame.into_data() else {
