@@ -449,3 +449,40 @@ pub fn python() -> PathBuf {
     );
     venv
 }
+
+/// Run `tests/python/SCRIPT ARGS…` with [`python()`] and read the JSON it
+/// prints. The scripts report client errors inside that JSON, so a run that
+/// fails is a broken script: the test fails with its output and the daemon's
+/// log.
+pub fn python_json(script: &str, args: &[String], d: &Daemon) -> serde_json::Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(script);
+    let out = Command::new(python())
+        .arg(path)
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed: {}\n{stdout}\ndaemon log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        d.logs()
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// One carbon pickle payload `[(path, (ts, value))]`, protocol 2, as
+/// CPython writes it (without the 4-byte length prefix).
+pub fn pickle_payload(path: &str, ts: i32, value: f64) -> Vec<u8> {
+    let mut p = vec![0x80, 2, b']', b'q', 0, b'X'];
+    p.extend_from_slice(&(path.len() as u32).to_le_bytes());
+    p.extend_from_slice(path.as_bytes());
+    p.extend_from_slice(&[b'q', 1, b'J']);
+    p.extend_from_slice(&ts.to_le_bytes());
+    p.push(b'G');
+    p.extend_from_slice(&value.to_be_bytes());
+    p.extend_from_slice(&[0x86, b'q', 2, 0x86, b'q', 3, b'a', b'.']);
+    p
+}

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::time::Duration;
 
-use conflux_e2e::{Daemon, read, run_cli, wait_until};
+use conflux_e2e::{Daemon, pickle_payload, read, run_cli, wait_until};
 
 fn daemon(extra: &str) -> Daemon {
     Daemon::start(&format!(
@@ -58,19 +58,6 @@ fn frame(payload: &[u8]) -> Vec<u8> {
     f
 }
 
-/// `[(path, (ts, value))]`, protocol 2, as CPython writes it.
-fn pickle(path: &str, ts: i32, value: f64) -> Vec<u8> {
-    let mut p = vec![0x80, 2, b']', b'q', 0, b'X'];
-    p.extend_from_slice(&(path.len() as u32).to_le_bytes());
-    p.extend_from_slice(path.as_bytes());
-    p.extend_from_slice(&[b'q', 1, b'J']);
-    p.extend_from_slice(&ts.to_le_bytes());
-    p.push(b'G');
-    p.extend_from_slice(&value.to_be_bytes());
-    p.extend_from_slice(&[0x86, b'q', 2, 0x86, b'q', 3, b'a', b'.']);
-    p
-}
-
 #[test]
 fn tcp_udp_and_pickle_reach_the_sink() {
     let d = daemon("");
@@ -84,8 +71,12 @@ fn tcp_udp_and_pickle_reach_the_sink() {
     udp.send_to(b"plain.udp -4 1700000003\n", d.addr("graphite/udp"))
         .unwrap();
     let mut p = TcpStream::connect(d.addr("graphite/pickle")).unwrap();
-    p.write_all(&frame(&pickle("plain.pickle", 1_700_000_004, 0.001)))
-        .unwrap();
+    p.write_all(&frame(&pickle_payload(
+        "plain.pickle",
+        1_700_000_004,
+        0.001,
+    )))
+    .unwrap();
     drop(p);
     assert!(
         wait_until(Duration::from_secs(20), || received(&d) >= 5.0),
@@ -162,7 +153,7 @@ fn a_pickle_that_would_call_is_refused_and_the_connection_goes_on() {
     let evil = format!("cos\nsystem\n(S'touch {}'\ntR.", marker.display());
     let mut p = TcpStream::connect(d.addr("graphite/pickle")).unwrap();
     p.write_all(&frame(evil.as_bytes())).unwrap();
-    p.write_all(&frame(&pickle("after.evil", 1_700_000_000, 7.0)))
+    p.write_all(&frame(&pickle_payload("after.evil", 1_700_000_000, 7.0)))
         .unwrap();
     assert!(wait_until(Duration::from_secs(20), || received(&d) >= 1.0));
     assert_eq!(rejected(&d, "forbidden_opcode"), 1.0);

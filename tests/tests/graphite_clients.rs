@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use conflux_e2e::{Daemon, python, read, signal, wait_until};
+use conflux_e2e::{Daemon, python_json, read, signal, wait_until};
 
 const CONFIG: &str = r#"
 [listeners.graphite]
@@ -49,23 +49,13 @@ fn program(program: &str, package: &str) -> PathBuf {
 }
 
 fn client(mode: &str, addr: std::net::SocketAddr, extra: &[&str], d: &Daemon) -> serde_json::Value {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/graphite_clients.py");
-    let out = Command::new(python())
-        .arg(script)
-        .arg(mode)
-        .arg(addr.ip().to_string())
-        .arg(addr.port().to_string())
-        .args(extra)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "client {mode} failed: {}\n{stdout}\ndaemon log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        d.logs()
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    let mut args = vec![
+        mode.to_owned(),
+        addr.ip().to_string(),
+        addr.port().to_string(),
+    ];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    python_json("graphite_clients.py", &args, d)
 }
 
 fn received(d: &Daemon) -> f64 {

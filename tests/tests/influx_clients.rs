@@ -3,29 +3,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::path::PathBuf;
-use std::process::Command;
-
-use conflux_e2e::{Daemon, python, read};
+use conflux_e2e::{Daemon, python_json, read};
 
 fn client(mode: &str, d: &Daemon) -> serde_json::Value {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/influx_clients.py");
     let addr = d.addr("influx");
-    let out = Command::new(python())
-        .arg(script)
-        .arg(mode)
-        .arg(addr.ip().to_string())
-        .arg(addr.port().to_string())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "client {mode} failed: {}\n{stdout}\ndaemon log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        d.logs()
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    python_json(
+        "influx_clients.py",
+        &[
+            mode.to_owned(),
+            addr.ip().to_string(),
+            addr.port().to_string(),
+        ],
+        d,
+    )
 }
 
 const CONFIG: &str = r#"

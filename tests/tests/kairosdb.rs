@@ -7,11 +7,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
-use conflux_e2e::{Daemon, gzip, http, python, read, run_cli, wait_until};
+use conflux_e2e::{Daemon, gzip, http, python_json, read, run_cli, wait_until};
 
 fn stop(mut d: Daemon) -> Daemon {
     assert_eq!(d.terminate().code(), Some(0), "{}", d.logs());
@@ -32,21 +30,11 @@ batch_max_age_ms = 5
 "#,
     );
     let addr = d.addr("kairos");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/kairosdb_client.py");
-    let run = Command::new(python())
-        .arg(script)
-        .arg(addr.ip().to_string())
-        .arg(addr.port().to_string())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "client failed: {}\n{stdout}\ndaemon log:\n{}",
-        String::from_utf8_lossy(&run.stderr),
-        d.logs()
+    let out = python_json(
+        "kairosdb_client.py",
+        &[addr.ip().to_string(), addr.port().to_string()],
+        &d,
     );
-    let out: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     for key in ["array", "object", "gzip", "gzip_content_type"] {
         assert_eq!(out[key], serde_json::json!([204, ""]), "{key}: {out}");
     }

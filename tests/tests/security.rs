@@ -9,32 +9,18 @@
 use std::collections::BTreeSet;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use conflux_e2e::{Daemon, http, http_chunked, metric_value, python, read, signal, wait_until};
+use conflux_e2e::{
+    Daemon, http, http_chunked, metric_value, pickle_payload, python_json, read, signal, wait_until,
+};
 use conflux_testkit::pki::Pki;
 use serde_json::{Value, json};
 
-/// Run `python/tls_clients.py MODE ARGS`; the script reports client errors
-/// in its JSON answer, so a failed run is a broken script.
+/// Run `python/tls_clients.py MODE ARGS`.
 fn client(mode: &str, args: &Value, d: &Daemon) -> Value {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/tls_clients.py");
-    let out = Command::new(python())
-        .arg(script)
-        .arg(mode)
-        .arg(args.to_string())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "client {mode} failed: {}\n{stdout}\ndaemon log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        d.logs()
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    python_json("tls_clients.py", &[mode.to_owned(), args.to_string()], d)
 }
 
 /// A path as a TOML string.
@@ -734,16 +720,9 @@ const SLOW_PICKLE: &[u8] = &{
     f
 };
 
-/// `[(path, (ts, value))]`, pickle protocol 2, as CPython writes it.
+/// A length-prefixed pickle frame of one point.
 fn pickle_frame(path: &str, ts: i32, value: f64) -> Vec<u8> {
-    let mut p = vec![0x80, 2, b']', b'q', 0, b'X'];
-    p.extend_from_slice(&(path.len() as u32).to_le_bytes());
-    p.extend_from_slice(path.as_bytes());
-    p.extend_from_slice(&[b'q', 1, b'J']);
-    p.extend_from_slice(&ts.to_le_bytes());
-    p.push(b'G');
-    p.extend_from_slice(&value.to_be_bytes());
-    p.extend_from_slice(&[0x86, b'q', 2, 0x86, b'q', 3, b'a', b'.']);
+    let p = pickle_payload(path, ts, value);
     let mut f = (p.len() as u32).to_be_bytes().to_vec();
     f.extend_from_slice(&p);
     f

@@ -477,6 +477,18 @@ mod tests {
 
     use super::*;
 
+    /// Drain until the sender notices the server closed (bounded: 5 s).
+    async fn wait_disconnected(s: &mut TcpSender, answer: &mut impl FnMut(&[u8])) {
+        for _ in 0..1000 {
+            s.drain(answer);
+            if !s.is_connected() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(!s.is_connected(), "the closed connection was noticed");
+    }
+
     fn target(addr: &str, host: &str, tls: bool) -> Target {
         Target {
             addr: addr.to_owned(),
@@ -529,14 +541,7 @@ mod tests {
         c1.write_all(b"put: bad\n").await.unwrap();
         drop(c1);
         // The check `send` runs first: it sees the answer, then the end of stream.
-        for _ in 0..1000 {
-            s.drain(&mut answer);
-            if !s.is_connected() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        assert!(!s.is_connected(), "the closed connection was noticed");
+        wait_disconnected(&mut s, &mut answer).await;
         s.send(b"two\n", &mut answer).await.unwrap();
         assert_eq!(s.connects(), 2);
         let second = tokio::spawn(async move {
@@ -657,14 +662,7 @@ mod tests {
         s.drain(&mut answer);
         assert!(s.is_connected());
         close_tx.send(()).unwrap();
-        for _ in 0..1000 {
-            s.drain(&mut answer);
-            if !s.is_connected() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        assert!(!s.is_connected(), "the closed connection was noticed");
+        wait_disconnected(&mut s, &mut answer).await;
         s.send(b"two\n", &mut answer).await.unwrap();
         assert_eq!(s.connects(), 2);
         // Returns once the server read everything and closed its side.
