@@ -486,3 +486,15 @@ pub fn pickle_payload(path: &str, ts: i32, value: f64) -> Vec<u8> {
     p.extend_from_slice(&[0x86, b'q', 2, 0x86, b'q', 3, b'a', b'.']);
     p
 }
+
+/// The lines a file sink wrote to `out.lp`, sorted, after a clean stop
+/// (which flushes it).
+pub fn stored(mut d: Daemon) -> Vec<String> {
+    assert_eq!(d.terminate().code(), Some(0), "{}", d.logs());
+    let mut lines: Vec<String> = read(d.dir().join("out.lp"))
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    lines
+}

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::time::Duration;
 
-use conflux_e2e::{Daemon, pickle_payload, read, run_cli, wait_until};
+use conflux_e2e::{Daemon, pickle_payload, run_cli, stored, wait_until};
 
 fn daemon(extra: &str) -> Daemon {
     Daemon::start(&format!(
@@ -25,17 +25,6 @@ path = "out.lp"
 batch_max_age_ms = 5
 "#
     ))
-}
-
-/// What reached the file sink, sorted, after a clean stop.
-fn stored(mut d: Daemon) -> Vec<String> {
-    assert_eq!(d.terminate().code(), Some(0), "{}", d.logs());
-    let mut lines: Vec<String> = read(d.dir().join("out.lp"))
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    lines.sort();
-    lines
 }
 
 fn received(d: &Daemon) -> f64 {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use conflux_e2e::{Daemon, python_json, read, signal, wait_until};
+use conflux_e2e::{Daemon, python_json, read, signal, stored, wait_until};
 
 const CONFIG: &str = r#"
 [listeners.graphite]
@@ -63,17 +63,6 @@ fn received(d: &Daemon) -> f64 {
         "conflux_listener_received_metrics_total",
         &[("listener", "graphite")],
     )
-}
-
-/// What reached the file sink, sorted, after a clean stop.
-fn stored(mut d: Daemon) -> Vec<String> {
-    assert_eq!(d.terminate().code(), Some(0), "{}", d.logs());
-    let mut lines: Vec<String> = read(d.dir().join("out.lp"))
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    lines.sort();
-    lines
 }
 
 /// A child process that is stopped (SIGTERM, then SIGKILL) when dropped.

@@ -13,7 +13,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use conflux_e2e::{
-    Daemon, http, http_chunked, metric_value, pickle_payload, python_json, read, signal, wait_until,
+    Daemon, http, http_chunked, metric_value, pickle_payload, python_json, signal, stored,
+    wait_until,
 };
 use conflux_testkit::pki::Pki;
 use serde_json::{Value, json};
@@ -49,17 +50,6 @@ type = "file"
 path = "out.lp"
 batch_max_age_ms = 10
 "#;
-
-/// What reached the file sink, sorted, after a clean stop.
-fn stored(mut d: Daemon) -> Vec<String> {
-    assert_eq!(d.terminate().code(), Some(0), "{}", d.logs());
-    let mut lines: Vec<String> = read(d.dir().join("out.lp"))
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    lines.sort();
-    lines
-}
 
 /// The measurements of `lines` (up to the first `,` or space: the names
 /// these tests write need no escaping).
