@@ -191,7 +191,8 @@ impl Running {
         // Sinks: decide and build (fallible), change nothing yet.
         let data_dir = self.cfg.daemon.data_dir.clone();
         let mut changes = Vec::with_capacity(new.sinks.len());
-        let mut starts: Vec<(String, sinks::Start, Option<Spool>, bool)> = Vec::new();
+        // A name already running is replaced (handover), a new one started.
+        let mut starts: Vec<(String, sinks::Start, Option<Spool>)> = Vec::new();
         for s in &new.sinks {
             let old = self.cfg.sinks.iter().find(|o| o.name == s.name);
             match old {
@@ -220,14 +221,14 @@ impl Running {
                     let start = sinks::build(s).map_err(|e| anyhow!("sink `{}`: {e}", s.name))?;
                     let spool = self.sinks.get(&s.name).and_then(|r| r.spool.clone());
                     changes.push(SinkChange::New(s.spec(spool.clone())));
-                    starts.push((s.name.clone(), start, spool, true));
+                    starts.push((s.name.clone(), start, spool));
                     applied.sinks_replaced.push(s.name.clone());
                 }
                 None => {
                     let start = sinks::build(s).map_err(|e| anyhow!("sink `{}`: {e}", s.name))?;
                     let spool = open_spool(s, &data_dir)?;
                     changes.push(SinkChange::New(s.spec(spool.clone())));
-                    starts.push((s.name.clone(), start, spool, false));
+                    starts.push((s.name.clone(), start, spool));
                     applied.sinks_added.push(s.name.clone());
                 }
             }
@@ -294,10 +295,10 @@ impl Running {
             .pipeline
             .reconfigure(changes)
             .context("reconfigure the pipeline")?;
-        for ((name, start, spool, replaces), rx) in starts.into_iter().zip(receivers) {
+        for ((name, start, spool), rx) in starts.into_iter().zip(receivers) {
             let stop = self.stop.child();
             let task = match self.sinks.remove(&name) {
-                Some(old) if replaces => {
+                Some(old) => {
                     old.stop.handover.cancel();
                     let new_stop = stop.clone();
                     let name = name.clone();
@@ -312,7 +313,7 @@ impl Running {
                         }
                     })
                 }
-                _ => start(rx, None, stop.clone()),
+                None => start(rx, None, stop.clone()),
             };
             self.sinks.insert(name, RunningSink { stop, task, spool });
         }
