@@ -317,34 +317,32 @@ fn prometheus_sanitize(
     out: &mut String,
     first_ok: impl Fn(char) -> bool,
     rest_ok: impl Fn(char) -> bool,
+    rest_map: &[u8; 256],
 ) {
-    // A byte of a multi-byte character is not ASCII, and `as char` maps it
-    // to a non-ASCII character both checks refuse.
-    let valid = match s.as_bytes() {
-        [first, rest @ ..] => first_ok(*first as char) && rest.iter().all(|&b| rest_ok(b as char)),
-        [] => false,
+    let bytes = s.as_bytes();
+    let Some((&first, rest)) = bytes.split_first() else {
+        return;
     };
-    if valid {
+    // A byte of a multi-byte character is not ASCII, and `as char` maps it
+    // to a non-ASCII character `first_ok` refuses; `rest_map` maps every
+    // non-ASCII byte to `_`, so it keeps only the bytes `rest_ok` accepts.
+    if first_ok(first as char) && rest.iter().all(|&b| rest_map[usize::from(b)] == b) {
         out.push_str(s);
         return;
     }
     // Short ASCII names (most of them, e.g. `sys.cpu.user`): mapped on a
-    // stack buffer and trimmed there, then appended once.
-    let mut buf = [0u8; 128];
+    // stack buffer, one table load per byte, trimmed there, then appended once.
+    let mut buf = [0u8; 256];
     if s.is_ascii() && s.len() <= buf.len() {
         let mut n = 0;
-        for (i, &b) in s.as_bytes().iter().enumerate() {
-            let c = b as char;
-            if i == 0 {
-                if first_ok(c) {
-                    buf[n] = b;
-                    n += 1;
-                }
-            } else {
-                buf[n] = if rest_ok(c) { b } else { b'_' };
-                n += 1;
-            }
+        if first_ok(first as char) {
+            buf[0] = first;
+            n = 1;
         }
+        for (d, &b) in buf[n..n + rest.len()].iter_mut().zip(rest) {
+            *d = rest_map[usize::from(b)];
+        }
+        n += rest.len();
         let mapped = &buf[..n];
         let lead = mapped.iter().take_while(|&&b| b == b'_').count();
         let trail = mapped[lead..]
@@ -360,6 +358,26 @@ fn prometheus_sanitize(
     }
     prometheus_sanitize_chars(s, out, first_ok, rest_ok);
 }
+
+/// A byte to itself where it is an ASCII letter, digit, `_` or (with
+/// `colon`) `:`, else to `_`: the byte form of the `rest_ok` checks.
+const fn prometheus_map(colon: bool) -> [u8; 256] {
+    let mut t = [b'_'; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        if b.is_ascii_alphanumeric() || b == b'_' || (colon && b == b':') {
+            t[i] = b;
+        }
+        i += 1;
+    }
+    t
+}
+
+/// [`prometheus_map`] for metric names, which may hold `:`.
+static NAME_MAP: [u8; 256] = prometheus_map(true);
+/// [`prometheus_map`] for label names.
+static LABEL_MAP: [u8; 256] = prometheus_map(false);
 
 /// The general case of [`prometheus_sanitize`]: any length, any characters.
 fn prometheus_sanitize_chars(
@@ -394,6 +412,7 @@ pub fn sanitize_prometheus_name(s: &str, out: &mut String) {
         out,
         |c| c.is_ascii_alphabetic() || c == '_' || c == ':',
         |c| c.is_ascii_alphanumeric() || c == '_' || c == ':',
+        &NAME_MAP,
     );
 }
 
@@ -404,6 +423,7 @@ pub fn sanitize_prometheus_label(s: &str, out: &mut String) {
         out,
         |c| c.is_ascii_alphabetic() || c == '_',
         |c| c.is_ascii_alphanumeric() || c == '_',
+        &LABEL_MAP,
     );
 }
 
@@ -512,23 +532,33 @@ mod tests {
         /// The short-ASCII path gives what the general one gives.
         #[test]
         fn prometheus_fast_path_matches_the_general_one(
-            s in "[a-z0-9_:.\\-]{0,140}|\\PC{0,20}",
+            s in "[a-z0-9_:.\\-]{0,270}|\\PC{0,20}",
             prefix in "[a-z]{0,3}",
         ) {
-            let first = |c: char| c.is_ascii_alphabetic() || c == '_' || c == ':';
-            let rest = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
-            let mut fast = prefix.clone();
-            prometheus_sanitize(&s, &mut fast, first, rest);
-            // The function as it was before the byte paths: a valid name
-            // as it is, else the character loop.
-            let mut general = prefix.clone();
-            let mut chars = s.chars();
-            if chars.next().is_some_and(first) && chars.all(rest) {
-                general.push_str(&s);
-            } else {
-                prometheus_sanitize_chars(&s, &mut general, first, rest);
+            let name = (
+                (|c: char| c.is_ascii_alphabetic() || c == '_' || c == ':') as fn(char) -> bool,
+                (|c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':') as fn(char) -> bool,
+                &NAME_MAP,
+            );
+            let label = (
+                (|c: char| c.is_ascii_alphabetic() || c == '_') as fn(char) -> bool,
+                (|c: char| c.is_ascii_alphanumeric() || c == '_') as fn(char) -> bool,
+                &LABEL_MAP,
+            );
+            for (first, rest, map) in [name, label] {
+                let mut fast = prefix.clone();
+                prometheus_sanitize(&s, &mut fast, first, rest, map);
+                // The function as it was before the byte paths: a valid name
+                // as it is, else the character loop.
+                let mut general = prefix.clone();
+                let mut chars = s.chars();
+                if chars.next().is_some_and(first) && chars.all(rest) {
+                    general.push_str(&s);
+                } else {
+                    prometheus_sanitize_chars(&s, &mut general, first, rest);
+                }
+                proptest::prop_assert_eq!(fast, general);
             }
-            proptest::prop_assert_eq!(fast, general);
         }
     }
 

@@ -56,9 +56,16 @@
 //! with `prost` and compare it byte for byte with `prost`'s own encoding.
 //! Unlike `prost` (and Go's generated code), a `-0.0` value is written
 //! explicitly so that its sign survives; proto3 omits only the default, `+0`.
+//!
+//! Each metric's labels are encoded once, as the `Label` fields they will
+//! be written as; grouping compares and hashes those bytes, and writing a
+//! series copies them around its `__name__` label. The common metric, whose
+//! tag keys all are label names already (and none is `__name__`, no value
+//! empty), is encoded straight from its tags, in their order: nothing is
+//! copied or sorted first.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 
 use conflux_core::metric::MetricRef;
 use conflux_core::naming::{NameBuf, Naming, SingleValue, Skip, sanitize_prometheus_label};
@@ -118,19 +125,13 @@ pub struct Series<'a> {
 impl<'a> Series<'a> {
     /// Labels in their written (sorted) order, `__name__` included.
     pub fn labels(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-        let enc = self.enc;
-        let labels = &enc.labels[self.metric.labels.0 as usize..self.metric.labels.1 as usize];
-        let (before, after) = labels.split_at(self.metric.name_at as usize);
-        let name = enc.str(self.name);
-        before
-            .iter()
-            .map(move |l| (enc.str(l.name), enc.str(l.value)))
+        let m = self.metric;
+        let encoded = &self.enc.encoded[m.labels.0 as usize..m.labels.1 as usize];
+        let (before, after) = encoded.split_at(m.split as usize);
+        let name = self.enc.str(self.name);
+        decode_labels(before)
             .chain(std::iter::once((NAME_LABEL, name)))
-            .chain(
-                after
-                    .iter()
-                    .map(move |l| (enc.str(l.name), enc.str(l.value))),
-            )
+            .chain(decode_labels(after))
     }
 
     /// Samples as (value, timestamp in ms), in their written order.
@@ -159,12 +160,12 @@ struct LabelRec {
 
 #[derive(Debug, Clone, Copy)]
 struct MetricRec {
-    /// Range in `Encoder::labels`, sorted by name.
+    /// Its labels, sorted by name, without `__name__`: a range of
+    /// `Encoder::encoded`.
     labels: (u32, u32),
-    /// Where `__name__` goes among them.
-    name_at: u32,
-    /// Encoded bytes of the labels, without `__name__`.
-    labels_len: usize,
+    /// Where `__name__` goes among them, in bytes from their start.
+    split: u32,
+    /// A keyed hash of the encoded labels.
     hash: u64,
 }
 
@@ -194,6 +195,191 @@ struct RequestRec {
     metrics: usize,
 }
 
+/// The labels of `Label` fields as `put_label` wrote them.
+fn decode_labels(mut rest: &[u8]) -> impl Iterator<Item = (&str, &str)> {
+    std::iter::from_fn(move || {
+        let mut label = read_field(&mut rest)?;
+        let name = read_field(&mut label)?;
+        let value = read_field(&mut label)?;
+        Some((
+            std::str::from_utf8(name).unwrap_or_default(),
+            std::str::from_utf8(value).unwrap_or_default(),
+        ))
+    })
+}
+
+/// The payload of the length-delimited field at the start of `rest`,
+/// which moves past it.
+fn read_field<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let (_tag, mut at) = rest.split_first()?;
+    let mut len = 0usize;
+    let mut shift = 0;
+    loop {
+        let (&b, tail) = at.split_first()?;
+        at = tail;
+        len |= usize::from(b & 0x7f).checked_shl(shift)?;
+        shift += 7;
+        if b < 0x80 {
+            break;
+        }
+    }
+    let payload = at.get(..len)?;
+    *rest = at.get(len..)?;
+    Some(payload)
+}
+
+/// Whether two metrics have the same tags.
+fn same_tags(a: &MetricRef<'_>, b: &MetricRef<'_>) -> bool {
+    let (ta, tb) = (a.tags(), b.tags());
+    ta.len() == tb.len()
+        && ta.zip(tb).all(|((ka, va), (kb, vb))| {
+            short_eq(ka.as_bytes(), kb.as_bytes()) && short_eq(va.as_bytes(), vb.as_bytes())
+        })
+}
+
+/// Equality of byte strings: overlapping word loads for the short strings
+/// tags are made of, where a `memcmp` call would cost more than the
+/// comparison.
+#[inline]
+fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    let half = |s: &[u8], at: usize| {
+        let mut w = [0u8; 4];
+        w.copy_from_slice(&s[at..at + 4]);
+        u32::from_le_bytes(w)
+    };
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
+}
+
+/// Whether `s` is a Prometheus label name as it is, so that Telegraf's
+/// sanitizer leaves it unchanged.
+fn is_label_name(s: &str) -> bool {
+    match s.as_bytes() {
+        [first, rest @ ..] => {
+            (first.is_ascii_alphabetic() || *first == b'_')
+                && rest.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_')
+        }
+        [] => false,
+    }
+}
+
+/// Whether a label name sorts before `__name__`, without a `memcmp` call
+/// for the usual name, which starts with a letter.
+fn before_name_label(k: &str) -> bool {
+    match k.as_bytes().first() {
+        Some(&b) if b != b'_' => b < b'_',
+        _ => k < NAME_LABEL,
+    }
+}
+
+/// Slots of a [`Names`]: a power of two.
+const NAME_SLOTS: usize = 4096;
+
+/// Series names by metric name and field, kept between batches in a
+/// direct-mapped table: a few hundred names usually serve millions of
+/// points, and naming sanitizes byte by byte. A slot keeps its strings'
+/// capacity, so a miss costs copies, not an allocation; while most
+/// lookups miss (many distinct names, as Graphite paths), the table is left
+/// aside and names are made directly.
+struct Names {
+    slots: Vec<NameSlot>,
+    hasher: foldhash::fast::RandomState,
+    /// Lookups and hits in the current round of `NAME_ROUND` lookups.
+    lookups: u32,
+    hits: u32,
+    /// Names still to make without the table.
+    bypass: u32,
+}
+
+/// Lookups over which the hit rate of a [`Names`] is judged.
+const NAME_ROUND: u32 = 1024;
+
+#[derive(Default)]
+struct NameSlot {
+    used: bool,
+    metric: String,
+    field: String,
+    /// The series name; `None` when it came out empty.
+    series: Option<String>,
+}
+
+impl Default for Names {
+    fn default() -> Self {
+        Names {
+            slots: std::iter::repeat_with(NameSlot::default)
+                .take(NAME_SLOTS)
+                .collect(),
+            hasher: foldhash::fast::RandomState::default(),
+            lookups: 0,
+            hits: 0,
+            bypass: 0,
+        }
+    }
+}
+
+impl Names {
+    /// The series name of `field` of metric `name` (`None`: empty).
+    fn get<'a>(
+        &'a mut self,
+        naming: &Naming,
+        buf: &'a mut NameBuf,
+        name: &str,
+        field: &str,
+    ) -> Option<&'a str> {
+        if self.bypass > 0 {
+            self.bypass -= 1;
+            return naming.series_name(name, field, buf);
+        }
+        self.lookups += 1;
+        if self.lookups == NAME_ROUND {
+            // Under a quarter of hits: the next 15 rounds go without the
+            // table, then it is tried again.
+            if self.hits < NAME_ROUND / 4 {
+                self.bypass = 15 * NAME_ROUND;
+            }
+            self.lookups = 0;
+            self.hits = 0;
+        }
+        let mut h = self.hasher.build_hasher();
+        h.write(name.as_bytes());
+        h.write_u8(0xff);
+        h.write(field.as_bytes());
+        let slot = &mut self.slots[h.finish() as usize & (NAME_SLOTS - 1)];
+        if slot.used && slot.metric == name && slot.field == field {
+            self.hits += 1;
+        } else {
+            slot.used = true;
+            slot.metric.clear();
+            slot.metric.push_str(name);
+            slot.field.clear();
+            slot.field.push_str(field);
+            match (naming.series_name(name, field, buf), &mut slot.series) {
+                (Some(series), Some(kept)) => {
+                    kept.clear();
+                    kept.push_str(series);
+                }
+                (Some(series), kept) => *kept = Some(series.to_owned()),
+                (None, kept) => *kept = None,
+            }
+        }
+        slot.series.as_deref()
+    }
+}
+
 /// The map's keys are already well-mixed hashes.
 #[derive(Default)]
 struct IdHasher(u64);
@@ -217,9 +403,20 @@ impl Hasher for IdHasher {
 pub struct Encoder {
     naming: Naming,
     name_buf: NameBuf,
-    /// Label names and values, series names of the loaded batch.
+    names: Names,
+    /// Keys the series hashes, so that input cannot be made to collide.
+    seed: u64,
+    shared: foldhash::SharedSeed,
+    /// Bytes of `bodies` in use; the rest keeps its length so that it is
+    /// not zeroed again for every request.
+    used: usize,
+    /// Series names of the loaded batch.
     text: String,
+    /// Sanitized label names and values of the metric being loaded.
+    label_text: String,
     labels: Vec<LabelRec>,
+    /// The encoded labels of the loaded batch's metrics.
+    encoded: Vec<u8>,
     metrics: Vec<MetricRec>,
     points: Vec<Point>,
     groups: Vec<Group>,
@@ -248,11 +445,18 @@ impl Encoder {
     /// An encoder naming series with `naming` (its string policy is ignored:
     /// Prometheus holds no strings).
     pub fn new(naming: Naming) -> Encoder {
+        let keys = RandomState::new();
         Encoder {
             naming,
             name_buf: NameBuf::default(),
+            names: Names::default(),
+            seed: keys.hash_one(0u8),
+            shared: foldhash::SharedSeed::from_u64(keys.hash_one(1u8)),
+            used: 0,
             text: String::new(),
+            label_text: String::new(),
             labels: Vec::new(),
+            encoded: Vec::new(),
             metrics: Vec::new(),
             points: Vec::new(),
             groups: Vec::new(),
@@ -280,7 +484,7 @@ impl Encoder {
     ) -> Result<Encoded, EncodeError> {
         let mut enc = self.load(metrics);
         self.requests.clear();
-        self.bodies.clear();
+        self.used = 0;
         self.counted.clear();
         self.counted.resize(metrics.len(), false);
         let max = max_samples.max(1);
@@ -288,28 +492,30 @@ impl Encoder {
         while start < self.order.len() {
             let end = (start + max).min(self.order.len());
             self.proto.clear();
-            let (series, metrics) = self.write_range(start, end);
+            let (series, counted) = self.write_range(start, end);
             enc.series += series;
-            let at = self.bodies.len();
+            let at = self.used;
             let room = snap::raw::max_compress_len(self.proto.len());
             if room == 0 {
                 return Err(EncodeError::TooLarge(self.proto.len()));
             }
-            self.bodies.resize(at + room, 0);
+            if self.bodies.len() < at + room {
+                self.bodies.resize(at + room, 0);
+            }
             let n = self
                 .snappy
-                .compress(&self.proto, &mut self.bodies[at..])
+                .compress(&self.proto, &mut self.bodies[at..at + room])
                 .map_err(|_| EncodeError::TooLarge(self.proto.len()))?;
-            self.bodies.truncate(at + n);
+            self.used = at + n;
             self.requests.push(RequestRec {
                 body: (at, at + n),
                 samples: end - start,
-                metrics,
+                metrics: counted,
             });
             start = end;
         }
         enc.requests = self.requests.len();
-        enc.bytes = self.bodies.len();
+        enc.bytes = self.used;
         Ok(enc)
     }
 
@@ -329,11 +535,20 @@ impl Encoder {
     pub fn load(&mut self, metrics: &[MetricRef<'_>]) -> Encoded {
         self.text.clear();
         self.labels.clear();
+        self.encoded.clear();
         self.metrics.clear();
         self.points.clear();
         let mut enc = Encoded::default();
         for (mi, m) in metrics.iter().enumerate() {
-            self.load_labels(m);
+            match mi.checked_sub(1).map(|p| &metrics[p]) {
+                // Agents send the fields of one measurement as lines in a
+                // row with the same tags: its labels are encoded already.
+                Some(prev) if same_tags(prev, m) => {
+                    let last = self.metrics[mi - 1];
+                    self.metrics.push(last);
+                }
+                _ => self.load_labels(m),
+            }
             let mut wrote = false;
             for (field, v) in m.fields() {
                 let value = match self.naming.value(v) {
@@ -356,13 +571,18 @@ impl Encoder {
                         _ => f64::NAN,
                     },
                 };
-                let Some(series) = self.naming.series_name(m.name(), field, &mut self.name_buf)
+                let Some(series) =
+                    self.names
+                        .get(&self.naming, &mut self.name_buf, m.name(), field)
                 else {
                     enc.skipped_invalid_name += 1;
                     continue;
                 };
                 let name = push(&mut self.text, series);
-                let hash = mix(hash_bytes(self.metrics[mi].hash, series.as_bytes()));
+                let mut h =
+                    foldhash::fast::FoldHasher::with_seed(self.metrics[mi].hash, &self.shared);
+                h.write(series.as_bytes());
+                let hash = h.finish();
                 self.points.push(Point {
                     metric: mi as u32,
                     name,
@@ -382,21 +602,56 @@ impl Encoder {
         enc
     }
 
-    /// The metric's labels, sorted and unique, into `labels` and `metrics`.
+    /// The metric's labels, sorted and unique, encoded into `encoded`: from
+    /// its tags as they are when they are label names already, else
+    /// sanitized, sorted and deduplicated first.
     fn load_labels(&mut self, m: &MetricRef<'_>) {
-        let start = self.labels.len();
+        let start = self.encoded.len();
+        let mut split = None;
+        let mut direct = true;
+        for (k, v) in m.tags() {
+            if v.is_empty() || !is_label_name(k) || k == NAME_LABEL {
+                direct = false;
+                break;
+            }
+            if split.is_none() && !before_name_label(k) {
+                split = Some(self.encoded.len());
+            }
+            put_label(&mut self.encoded, k, v);
+        }
+        if !direct {
+            self.encoded.truncate(start);
+            split = self.load_sanitized(m);
+        }
+        let end = self.encoded.len();
+        // The bytes are self-delimiting: equal hashes of equal label lists.
+        let mut hash = foldhash::fast::FoldHasher::with_seed(self.seed, &self.shared);
+        hash.write(&self.encoded[start..end]);
+        self.metrics.push(MetricRec {
+            labels: (start as u32, end as u32),
+            split: (split.unwrap_or(end) - start) as u32,
+            hash: hash.finish(),
+        });
+    }
+
+    /// The labels of a metric whose tags are not all label names, encoded:
+    /// names sanitized, empty values and `__name__` left out, sorted, the
+    /// first of two equal names kept. Returns where `__name__` goes.
+    fn load_sanitized(&mut self, m: &MetricRef<'_>) -> Option<usize> {
+        self.label_text.clear();
+        self.labels.clear();
         for (ord, (k, v)) in m.tags().enumerate() {
             if v.is_empty() {
                 continue;
             }
-            let at = self.text.len();
-            sanitize_prometheus_label(k, &mut self.text);
-            let name = span(at, self.text.len());
-            if name.len == 0 || &self.text[at..] == NAME_LABEL {
-                self.text.truncate(at);
+            let at = self.label_text.len();
+            sanitize_prometheus_label(k, &mut self.label_text);
+            let name = span(at, self.label_text.len());
+            if name.len == 0 || &self.label_text[at..] == NAME_LABEL {
+                self.label_text.truncate(at);
                 continue;
             }
-            let value = push(&mut self.text, v);
+            let value = push(&mut self.label_text, v);
             self.labels.push(LabelRec {
                 name,
                 value,
@@ -405,11 +660,11 @@ impl Encoder {
         }
         // Tags come sorted by key with unique keys; only sanitizing can
         // reorder or merge them.
-        let text = &self.text;
+        let text = &self.label_text;
         let name = |l: &LabelRec| {
             &text.as_bytes()[l.name.start as usize..(l.name.start + l.name.len) as usize]
         };
-        let ls = &mut self.labels[start..];
+        let ls = &mut self.labels;
         if !ls.windows(2).all(|w| name(&w[0]) < name(&w[1])) {
             ls.sort_unstable_by(|a, b| name(a).cmp(name(b)).then(a.ord.cmp(&b.ord)));
             // Keep the first of equal names (the lowest `ord`, sorted first).
@@ -420,23 +675,20 @@ impl Encoder {
                     keep += 1;
                 }
             }
-            self.labels.truncate(start + keep);
+            ls.truncate(keep);
         }
-        let ls = &self.labels[start..];
-        let name_at = ls.partition_point(|l| name(l) < NAME_LABEL.as_bytes());
-        let mut hash = SEED;
-        let mut labels_len = 0;
-        for l in ls {
-            let (n, v) = (self.str(l.name), self.str(l.value));
-            hash = hash_bytes(hash_bytes(hash, n.as_bytes()), v.as_bytes());
-            labels_len += label_len(n.len(), v.len());
+        let mut split = None;
+        for l in ls.iter() {
+            if split.is_none() && name(l) > NAME_LABEL.as_bytes() {
+                split = Some(self.encoded.len());
+            }
+            put_label(
+                &mut self.encoded,
+                str_of(text, l.name),
+                str_of(text, l.value),
+            );
         }
-        self.metrics.push(MetricRec {
-            labels: (start as u32, self.labels.len() as u32),
-            name_at: name_at as u32,
-            labels_len,
-            hash,
-        });
+        split
     }
 
     /// Group the points by series; fill `order` with the written order.
@@ -520,12 +772,8 @@ impl Encoder {
             &self.metrics[pa.metric as usize],
             &self.metrics[pb.metric as usize],
         );
-        let la = &self.labels[ma.labels.0 as usize..ma.labels.1 as usize];
-        let lb = &self.labels[mb.labels.0 as usize..mb.labels.1 as usize];
-        la.len() == lb.len()
-            && la.iter().zip(lb).all(|(x, y)| {
-                self.str(x.name) == self.str(y.name) && self.str(x.value) == self.str(y.value)
-            })
+        self.encoded[ma.labels.0 as usize..ma.labels.1 as usize]
+            == self.encoded[mb.labels.0 as usize..mb.labels.1 as usize]
     }
 
     /// The loaded series in written order (one request's worth: no split).
@@ -574,7 +822,7 @@ impl Encoder {
     /// the series written and the metrics counted for the first time.
     fn write_range(&mut self, start: usize, end: usize) -> (usize, usize) {
         let mut series = 0;
-        let mut metrics = 0;
+        let mut counted = 0;
         let mut at = start;
         while at < end {
             let run = self.run_end(at, end);
@@ -589,25 +837,21 @@ impl Encoder {
                     && !*c
                 {
                     *c = true;
-                    metrics += 1;
+                    counted += 1;
                 }
             }
-            let ts_len = m.labels_len + label_len(NAME_LABEL.len(), name.len()) + samples_len;
+            let labels = &self.encoded[m.labels.0 as usize..m.labels.1 as usize];
+            let (before, after) = labels.split_at(m.split as usize);
+            let ts_len = labels.len() + label_len(NAME_LABEL.len(), name.len()) + samples_len;
             let out = &mut self.proto;
             // One capacity check for the whole message instead of a grow
-            // per label (tag, length varint of at most 10 bytes, payload).
+            // per part (tag, length varint of at most 10 bytes, payload).
             out.reserve(11 + ts_len);
             out.push(TAG_TIMESERIES);
             put_varint(out, ts_len as u64);
-            let labels = &self.labels[m.labels.0 as usize..m.labels.1 as usize];
-            let (before, after) = labels.split_at(m.name_at as usize);
-            for l in before {
-                put_label(out, str_of(&self.text, l.name), str_of(&self.text, l.value));
-            }
+            out.extend_from_slice(before);
             put_label(out, NAME_LABEL, name);
-            for l in after {
-                put_label(out, str_of(&self.text, l.name), str_of(&self.text, l.value));
-            }
+            out.extend_from_slice(after);
             for &i in &self.order[at..run] {
                 let p = &self.points[i as usize];
                 out.push(TAG_SAMPLE);
@@ -624,7 +868,7 @@ impl Encoder {
             series += 1;
             at = run;
         }
-        (series, metrics)
+        (series, counted)
     }
 
     fn str(&self, s: Span) -> &str {
@@ -689,6 +933,10 @@ fn field_len(len: usize) -> usize {
 
 /// Bytes of a `Label` field inside a `TimeSeries` (names and values are never empty).
 fn label_len(name: usize, value: usize) -> usize {
+    if name + value < 124 {
+        // One byte for each of the three lengths (see `put_label`).
+        return 6 + name + value;
+    }
     field_len(field_len(name) + field_len(value))
 }
 
@@ -704,6 +952,15 @@ fn sample_len(value: f64, ts_ms: i64) -> usize {
 }
 
 fn put_label(out: &mut Vec<u8>, name: &str, value: &str) {
+    let (n, v) = (name.len(), value.len());
+    if n + v < 124 {
+        // Every length fits one varint byte: the framing in two stores.
+        out.extend_from_slice(&[TAG_LABEL, (4 + n + v) as u8, TAG_NAME, n as u8]);
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&[TAG_LABEL_VALUE, v as u8]);
+        out.extend_from_slice(value.as_bytes());
+        return;
+    }
     out.push(TAG_LABEL);
     put_varint(out, (field_len(name.len()) + field_len(value.len())) as u64);
     out.push(TAG_NAME);
@@ -712,33 +969,6 @@ fn put_label(out: &mut Vec<u8>, name: &str, value: &str) {
     out.push(TAG_LABEL_VALUE);
     put_varint(out, value.len() as u64);
     out.extend_from_slice(value.as_bytes());
-}
-
-const SEED: u64 = 0x243f_6a88_85a3_08d3;
-const K: u64 = 0x9e37_79b9_7f4a_7c15;
-
-/// A fast word-at-a-time hash (FxHash's step); equal hashes are always
-/// checked byte for byte, so its quality only matters for speed.
-fn hash_bytes(mut h: u64, bytes: &[u8]) -> u64 {
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
-    }
-    let rest = chunks.remainder();
-    let mut w = [0u8; 8];
-    w[..rest.len()].copy_from_slice(rest);
-    // The length ends each string, so `ab`+`c` and `a`+`bc` differ.
-    h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
-    (h.rotate_left(5) ^ bytes.len() as u64).wrapping_mul(K)
-}
-
-/// splitmix64's finalizer: the map uses the hash's bits directly.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]
@@ -1187,6 +1417,93 @@ mod tests {
         );
     }
 
+    #[test]
+    fn tags_written_as_they_are_and_sanitized_tags_meet_in_one_series() {
+        // `h_x` is a label name and is written from the batch; `h.x` is
+        // sanitized into the label table; both name one series.
+        let batch: Batch = [
+            Metric::new("m")
+                .tag("h_x", "a")
+                .field("value", 1.0)
+                .at(T + 2_000_000),
+            Metric::new("m")
+                .tag("h.x", "a")
+                .field("value", 2.0)
+                .at(T + 1_000_000),
+            Metric::new("m")
+                .tag("A", "b")
+                .tag("h_x", "a")
+                .field("value", 3.0)
+                .at(T),
+        ]
+        .into_iter()
+        .collect();
+        let (e, reqs) = one(&batch);
+        assert_eq!((e.points, e.series), (3, 2));
+        assert_eq!(
+            reqs,
+            vec![
+                series(
+                    &[("__name__", "m"), ("h_x", "a")],
+                    &[(2.0, MS + 1), (1.0, MS + 2)]
+                ),
+                series(&[("A", "b"), ("__name__", "m"), ("h_x", "a")], &[(3.0, MS)]),
+            ]
+        );
+    }
+
+    #[test]
+    fn series_names_are_kept_between_batches_and_replaced_when_their_slot_is_taken() {
+        let mut enc = prom();
+        // Three times as many names as slots: most slots are taken over.
+        let many: Batch = (0..3 * NAME_SLOTS)
+            .map(|i| Metric::new(format!("m.{i}")).field("value", 1.0).at(T))
+            .collect();
+        for _ in 0..2 {
+            let (e, reqs) = run(&mut enc, &many, usize::MAX);
+            assert_eq!(e.points, 3 * NAME_SLOTS);
+            for (i, s) in reqs[0].iter().enumerate() {
+                assert_eq!(s.0, vec![("__name__".to_owned(), format!("m_{i}"))]);
+            }
+            // Nothing but misses: the table is left aside for a while.
+            assert!(enc.names.bypass > 0);
+        }
+        enc.names.bypass = 0;
+        let small: Batch = [
+            Metric::new("m.7").field("idle", 2.0).at(T),
+            Metric::new("m.7").field("value", 3.0).at(T),
+            Metric::new("...").field("value", 4.0).at(T),
+        ]
+        .into_iter()
+        .collect();
+        for _ in 0..2 {
+            let (e, reqs) = run(&mut enc, &small, usize::MAX);
+            assert_eq!(e.skipped_invalid_name, 1);
+            assert_eq!(
+                reqs[0],
+                vec![
+                    series(&[("__name__", "m_7_idle")], &[(2.0, MS)]),
+                    series(&[("__name__", "m_7")], &[(3.0, MS)]),
+                ]
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn short_eq_is_equality(a in prop::collection::vec(0u8..3, 0..40), flip in any::<prop::sample::Index>()) {
+            prop_assert!(short_eq(&a, &a.clone()));
+            if !a.is_empty() {
+                let mut b = a.clone();
+                b[flip.index(a.len())] ^= 4;
+                prop_assert!(!short_eq(&a, &b));
+            }
+            let mut longer = a.clone();
+            longer.push(0);
+            prop_assert!(!short_eq(&a, &longer));
+        }
+    }
+
     /// One sample with its series' labels: (labels, value bits, ms).
     type Flat = (Vec<(String, String)>, u64, i64);
 
@@ -1230,7 +1547,7 @@ mod tests {
     fn arb_metric() -> impl Strategy<Value = Metric> {
         let names = prop::sample::select(vec!["cpu", "mem", "9p", "a.b", "a_b", "..."]);
         let keys = prop::sample::select(vec![
-            "host", "h.x", "h_x", "Zone", "__name__", "_a", "é", "dc",
+            "host", "h.x", "h_x", "Zone", "__name__", "_a", "__a", "é", "dc",
         ]);
         let vals = prop::sample::select(vec!["", "a", "b"]);
         let fields = prop::sample::select(vec!["value", "v", "v.x", "v_x", "idle"]);
@@ -1288,6 +1605,21 @@ mod tests {
             let want = model(&batch);
             prop_assert_eq!(e.points, want.len());
             prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn a_reused_encoder_writes_what_a_fresh_one_writes(
+            batches in prop::collection::vec(prop::collection::vec(arb_metric(), 0..20), 1..5),
+            max in 1usize..20,
+        ) {
+            let mut reused = prom();
+            for metrics in batches {
+                let batch: Batch = metrics.into_iter().collect();
+                let (re, rreqs) = run(&mut reused, &batch, max);
+                let (fe, freqs) = run(&mut prom(), &batch, max);
+                prop_assert_eq!(re, fe);
+                prop_assert_eq!(rreqs, freqs);
+            }
         }
     }
 }
