@@ -420,6 +420,7 @@ impl Batch {
             name,
             ttl: 0,
             limits,
+            sorted_tags: 0,
             finished: false,
         }
     }
@@ -521,16 +522,82 @@ pub struct MetricBuilder<'b> {
     ttl: u32,
     /// The batch's limits, copied when the builder started.
     limits: Limits,
+    /// How many tags from the mark on are known sorted, with no key twice
+    /// ([`MetricBuilder::repeat_last_tags`]): when they are all the tags,
+    /// `finish` need not look.
+    sorted_tags: usize,
     finished: bool,
 }
 
 impl MetricBuilder<'_> {
     /// Add a tag. Order does not matter: tags are sorted in `finish`.
+    #[inline(always)]
     pub fn tag(&mut self, key: &str, value: &str) -> &mut Self {
-        let key = self.batch.intern(key);
-        let value = self.batch.intern(value);
-        self.batch.tags.push(TagRec { key, value });
+        let b = &mut *self.batch;
+        // One capacity check for both strings, so that the two copies below
+        // never reallocate (the hot path of every tagged parser).
+        b.arena.reserve(key.len() + value.len());
+        let start = b.arena.len();
+        b.arena.push_str(key);
+        b.arena.push_str(value);
+        // Lengths past u32 are caught in `finish` through the arena size check.
+        let key_span = Span {
+            start: start as u32,
+            len: key.len() as u32,
+        };
+        let value_span = Span {
+            start: (start + key.len()) as u32,
+            len: value.len() as u32,
+        };
+        b.tags.push(TagRec {
+            key: key_span,
+            value: value_span,
+        });
         self
+    }
+
+    /// Add the tags of the metric last added to the batch, copied in one go:
+    /// for parsers whose lines repeat the tags of the line before, as agents
+    /// send the fields of one measurement. Returns `false`, adding nothing,
+    /// when the batch holds no metric.
+    ///
+    /// The batch then holds what adding those tags again with
+    /// [`MetricBuilder::tag`] in the order they were first added would give,
+    /// provided they were added in a row and none was dropped as a repeated
+    /// key; otherwise the copied string bytes include those of the dropped
+    /// tags (the metric itself is the same).
+    pub fn repeat_last_tags(&mut self) -> bool {
+        let b = &mut *self.batch;
+        let Some(last) = b.metrics.last() else {
+            return false;
+        };
+        let recs = last.tags_start as usize..last.tags_end as usize;
+        // The tags' bytes, in the order they were added: from the first
+        // key to the end of the last value.
+        let (lo, hi) = b.tags[recs.clone()]
+            .iter()
+            .fold((usize::MAX, 0), |(lo, hi), t| {
+                let end = t.value.start as usize + t.value.len as usize;
+                (lo.min(t.key.start as usize), hi.max(end))
+            });
+        if lo >= hi {
+            return true;
+        }
+        let first = b.tags.len();
+        // Spans start on char boundaries, so the range does.
+        let delta = b.arena.len() - lo;
+        b.arena.extend_from_within(lo..hi);
+        b.tags.extend_from_within(recs);
+        // As `intern`: offsets past u32 are caught in `finish`.
+        for t in &mut b.tags[first..] {
+            t.key.start = (t.key.start as usize + delta) as u32;
+            t.value.start = (t.value.start as usize + delta) as u32;
+        }
+        // A finished metric's tags are sorted and unique.
+        if first == self.mark.tags {
+            self.sorted_tags = b.tags.len() - first;
+        }
+        true
     }
 
     /// Add a field. A later field with the same key replaces an earlier one.
@@ -609,35 +676,14 @@ impl MetricBuilder<'_> {
         if self.name.len == 0 {
             return Err(MetricError::EmptyName);
         }
-        let arena = &b.arena;
-        let s = |span: Span| &arena[span.start as usize..(span.start + span.len) as usize];
 
-        // Tags: sort by key (usually already sorted), then reject or collapse duplicates.
-        let tags = &mut b.tags[self.mark.tags..];
-        if tags.iter().any(|t| t.key.len == 0) {
-            return Err(MetricError::EmptyTagKey);
-        }
-        if !tags.is_sorted_by(|a, b| s(a.key) <= s(b.key)) {
-            // Stable, so that with `LastWins` the later of two equal keys stays last.
-            tags.sort_by(|a, b| s(a.key).cmp(s(b.key)));
-        }
-        let has_dup = tags.windows(2).any(|w| s(w[0].key) == s(w[1].key));
-        if has_dup {
-            match dups {
-                DuplicateTags::Reject => return Err(MetricError::DuplicateTag),
-                DuplicateTags::LastWins => {
-                    let mut out = self.mark.tags;
-                    for i in self.mark.tags..b.tags.len() {
-                        let next_same =
-                            i + 1 < b.tags.len() && s(b.tags[i].key) == s(b.tags[i + 1].key);
-                        if !next_same {
-                            b.tags[out] = b.tags[i];
-                            out += 1;
-                        }
-                    }
-                    b.tags.truncate(out);
-                }
-            }
+        // Tags: sort by key (usually already sorted), then reject or collapse
+        // duplicates. Parsers mostly hand over keys already in order: one pass
+        // proving them non-empty and strictly increasing settles empty keys,
+        // order and duplicates at once, mostly on the first bytes alone.
+        let tags = &b.tags[self.mark.tags..];
+        if self.sorted_tags != tags.len() && !strictly_sorted(b.arena.as_bytes(), tags) {
+            sort_tags(b, self.mark.tags, dups)?;
         }
 
         // Limits, on what is left after duplicates collapsed.
@@ -664,37 +710,122 @@ impl MetricBuilder<'_> {
 
         // Fields: at least one, keys non-empty, a repeated key keeps the last value.
         let fields = &b.fields[self.mark.fields..];
-        if fields.is_empty() {
-            return Err(MetricError::NoFields);
-        }
-        if fields.iter().any(|f| f.key.len == 0) {
-            return Err(MetricError::EmptyFieldKey);
-        }
-        if has_duplicate_keys(fields, &s) {
-            let mut keep = Vec::with_capacity(fields.len());
-            for (i, f) in fields.iter().enumerate() {
-                let later = fields[i + 1..].iter().any(|g| s(g.key) == s(f.key));
-                if !later {
-                    keep.push(*f);
+        match fields {
+            [] => return Err(MetricError::NoFields),
+            // The single-value dialects: nothing to compare.
+            [f] => {
+                if f.key.len == 0 {
+                    return Err(MetricError::EmptyFieldKey);
                 }
             }
-            b.fields.truncate(self.mark.fields);
-            b.fields.extend_from_slice(&keep);
+            _ => {
+                if fields.iter().any(|f| f.key.len == 0) {
+                    return Err(MetricError::EmptyFieldKey);
+                }
+                let arena = b.arena.as_bytes();
+                let s = |span: Span| span_bytes(arena, span);
+                if has_duplicate_keys(fields, &s) {
+                    let mut keep = Vec::with_capacity(fields.len());
+                    for (i, f) in fields.iter().enumerate() {
+                        let later = fields[i + 1..].iter().any(|g| s(g.key) == s(f.key));
+                        if !later {
+                            keep.push(*f);
+                        }
+                    }
+                    b.fields.truncate(self.mark.fields);
+                    b.fields.extend_from_slice(&keep);
+                }
+            }
         }
         Ok(())
     }
 }
 
+/// The bytes of `span`. Byte slices, not `&str`: slicing a `str` checks both
+/// ends for char boundaries, and comparing keys only needs bytes (`str`
+/// order is byte order).
+#[inline(always)]
+fn span_bytes(arena: &[u8], span: Span) -> &[u8] {
+    let start = span.start as usize;
+    arena
+        .get(start..start + span.len as usize)
+        .unwrap_or_default()
+}
+
+/// Whether every key is non-empty and each is greater than the one before:
+/// then the tags need no sort and hold no duplicate. The first bytes decide
+/// most pairs; only keys sharing one are compared whole.
+#[inline]
+fn strictly_sorted(arena: &[u8], tags: &[TagRec]) -> bool {
+    let mut prev: &[u8] = &[];
+    for t in tags {
+        let key = span_bytes(arena, t.key);
+        let (Some(&first), Some(&prev_first)) = (key.first(), prev.first()) else {
+            // An empty key (left to the full check), or the first tag.
+            if key.is_empty() {
+                return false;
+            }
+            prev = key;
+            continue;
+        };
+        let greater = match first.cmp(&prev_first) {
+            Ordering::Greater => true,
+            Ordering::Less => false,
+            Ordering::Equal => key > prev,
+        };
+        if !greater {
+            return false;
+        }
+        prev = key;
+    }
+    true
+}
+
+/// The general case of [`MetricBuilder::finish_with`]'s tag checks: empty
+/// keys, then a stable sort, then duplicates rejected or collapsed under
+/// `dups`.
+#[cold]
+fn sort_tags(b: &mut Batch, mark: usize, dups: DuplicateTags) -> Result<(), MetricError> {
+    let arena = b.arena.as_bytes();
+    let s = |span: Span| span_bytes(arena, span);
+    let tags = &mut b.tags[mark..];
+    if tags.iter().any(|t| t.key.len == 0) {
+        return Err(MetricError::EmptyTagKey);
+    }
+    if !tags.is_sorted_by(|a, b| s(a.key) <= s(b.key)) {
+        // Stable, so that with `LastWins` the later of two equal keys stays last.
+        tags.sort_by(|a, b| s(a.key).cmp(s(b.key)));
+    }
+    if tags.windows(2).any(|w| s(w[0].key) == s(w[1].key)) {
+        match dups {
+            DuplicateTags::Reject => return Err(MetricError::DuplicateTag),
+            DuplicateTags::LastWins => {
+                let mut out = mark;
+                for i in mark..b.tags.len() {
+                    let next_same =
+                        i + 1 < b.tags.len() && s(b.tags[i].key) == s(b.tags[i + 1].key);
+                    if !next_same {
+                        b.tags[out] = b.tags[i];
+                        out += 1;
+                    }
+                }
+                b.tags.truncate(out);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Quadratic for the common short lists, sort-based past that so that a
 /// hostile line with thousands of fields stays cheap.
-fn has_duplicate_keys<'s>(fields: &[FieldRec], s: &impl Fn(Span) -> &'s str) -> bool {
+fn has_duplicate_keys<'s>(fields: &[FieldRec], s: &impl Fn(Span) -> &'s [u8]) -> bool {
     if fields.len() <= 16 {
         return fields
             .iter()
             .enumerate()
             .any(|(i, f)| fields[i + 1..].iter().any(|g| s(g.key) == s(f.key)));
     }
-    let mut keys: Vec<&str> = fields.iter().map(|f| s(f.key)).collect();
+    let mut keys: Vec<&[u8]> = fields.iter().map(|f| s(f.key)).collect();
     keys.sort_unstable();
     keys.windows(2).any(|w| w[0] == w[1])
 }
@@ -738,6 +869,57 @@ impl<'a> MetricRef<'a> {
             batch: self.batch,
             recs: &self.batch.tags[self.rec.tags_start as usize..self.rec.tags_end as usize],
         }
+    }
+
+    /// Whether `other` has the same tags (keys and values, in order).
+    ///
+    /// Cheap when the tags of both were laid out alike (added in the same
+    /// order with the same lengths, or copied by
+    /// [`MetricBuilder::repeat_last_tags`]): their spans are compared as
+    /// numbers and their bytes as one block, without slicing a string per tag.
+    pub fn same_tags(&self, other: &MetricRef<'_>) -> bool {
+        let a = self.tags().recs;
+        let b = other.tags().recs;
+        if a.len() != b.len() {
+            return false;
+        }
+        let (Some(fa), Some(fb)) = (a.first(), b.first()) else {
+            return true;
+        };
+        // Offsets from each metric's first key, wrapping: only compared.
+        let (base_a, base_b) = (fa.key.start, fb.key.start);
+        let (mut lo, mut hi) = (u32::MAX, 0u32);
+        let alike = a.iter().zip(b).all(|(x, y)| {
+            for span in [x.key, x.value] {
+                let at = span.start.wrapping_sub(base_a);
+                lo = lo.min(at);
+                hi = hi.max(at.wrapping_add(span.len));
+            }
+            x.key.len == y.key.len
+                && x.value.len == y.value.len
+                && x.key.start.wrapping_sub(base_a) == y.key.start.wrapping_sub(base_b)
+                && x.value.start.wrapping_sub(base_a) == y.value.start.wrapping_sub(base_b)
+        });
+        if alike && lo <= hi {
+            fn block(batch: &Batch, base: u32, lo: u32, hi: u32) -> Option<&[u8]> {
+                let start = base.wrapping_add(lo) as usize;
+                batch
+                    .arena
+                    .as_bytes()
+                    .get(start..start + (hi - lo) as usize)
+            }
+            // Equal blocks hold equal strings at equal offsets; a block that
+            // also holds other bytes (a dropped repeated key) may differ
+            // while the tags do not: then the tags are compared one by one.
+            if let (Some(x), Some(y)) = (
+                block(self.batch, base_a, lo, hi),
+                block(other.batch, base_b, lo, hi),
+            ) && x == y
+            {
+                return true;
+            }
+        }
+        self.tags().eq(other.tags())
     }
 
     /// The value of tag `key`, if present.
@@ -1197,6 +1379,128 @@ mod tests {
         assert_eq!(narrow.get(0).tags().len(), 300);
         // The builder of the target still checks what is added to it.
         assert!(narrow.push(&tagged(3)).is_err());
+    }
+
+    #[test]
+    fn repeat_last_tags_equals_adding_them_again() {
+        let mut one_by_one = Batch::new();
+        let mut repeated = Batch::new();
+        for b in [&mut one_by_one, &mut repeated] {
+            let mut mb = b.metric("first");
+            mb.tag("z", "1").tag("host", "web01").tag("a", "");
+            mb.field("v", Value::Int(1));
+            mb.finish(1).unwrap();
+        }
+        let mut mb = one_by_one.metric("second");
+        mb.tag("z", "1").tag("host", "web01").tag("a", "");
+        mb.field("v", Value::Int(2));
+        mb.finish(2).unwrap();
+        let mut mb = repeated.metric("second");
+        assert!(mb.repeat_last_tags());
+        assert_eq!(mb.tag_count(), 3);
+        mb.field("v", Value::Int(2));
+        mb.finish(2).unwrap();
+        assert_eq!(one_by_one, repeated);
+        assert_eq!(one_by_one.arena_bytes(), repeated.arena_bytes());
+        assert_eq!(
+            repeated.get(1).tags().collect::<Vec<_>>(),
+            vec![("a", ""), ("host", "web01"), ("z", "1")]
+        );
+        assert_eq!(repeated.get(1).tag("host"), Some("web01"));
+    }
+
+    #[test]
+    fn same_tags_compares_keys_and_values_however_laid_out() {
+        let mut b = Batch::new();
+        b.push(&m("a").tag("host", "web01").tag("dc", "x").field("v", 1.0))
+            .unwrap();
+        let mut mb = b.metric("b");
+        mb.repeat_last_tags();
+        mb.field("v", Value::Int(1));
+        mb.finish(0).unwrap();
+        // Same tags added in another order: another layout, the same tags.
+        b.push(&m("c").tag("dc", "x").tag("host", "web01").field("v", 1.0))
+            .unwrap();
+        b.push(&m("d").tag("dc", "x").tag("host", "web02").field("v", 1.0))
+            .unwrap();
+        // The same bytes split otherwise.
+        b.push(&m("e").tag("dc", "xh").tag("ost", "web01").field("v", 1.0))
+            .unwrap();
+        b.push(&m("f").tag("dc", "x").field("v", 1.0)).unwrap();
+        // A repeated key dropped: its bytes stay in the block.
+        let mut mb = b.metric("g");
+        mb.tag("dc", "y").tag("dc", "x").tag("host", "web01");
+        mb.field("v", Value::Int(1));
+        mb.finish_with(0, DuplicateTags::LastWins).unwrap();
+        let mut other = Batch::new();
+        other
+            .push(&m("z").tag("dc", "x").tag("host", "web01").field("v", 1.0))
+            .unwrap();
+        let same = |i: usize, j: usize| b.get(i).same_tags(&b.get(j));
+        assert!(same(0, 1) && same(1, 0) && same(0, 2) && same(2, 1) && same(0, 6));
+        assert!(!same(0, 3) && !same(0, 4) && !same(0, 5) && !same(5, 0));
+        assert!(b.get(0).same_tags(&other.get(0)) && other.get(0).same_tags(&b.get(1)));
+        let untagged: Batch = [m("u").field("v", 1.0), m("w").field("v", 2.0)]
+            .into_iter()
+            .collect();
+        assert!(untagged.get(0).same_tags(&untagged.get(1)));
+        assert!(!untagged.get(0).same_tags(&b.get(0)));
+    }
+
+    #[test]
+    fn repeat_last_tags_edge_cases() {
+        // No metric yet: nothing added.
+        let mut b = Batch::new();
+        let mut mb = b.metric("m");
+        assert!(!mb.repeat_last_tags());
+        assert_eq!(mb.tag_count(), 0);
+        drop(mb);
+        // A last metric without tags: none added.
+        b.push(&m("plain").field("v", 1.0)).unwrap();
+        let mut mb = b.metric("m");
+        assert!(mb.repeat_last_tags());
+        assert_eq!(mb.tag_count(), 0);
+        drop(mb);
+        // More tags after the copy are sorted in, duplicates still refused.
+        b.push(&m("t").tag("b", "1").tag("d", "2").field("v", 1.0))
+            .unwrap();
+        let mut mb = b.metric("m");
+        mb.repeat_last_tags();
+        mb.tag("c", "3").field("v", Value::Int(1));
+        mb.finish(0).unwrap();
+        assert_eq!(
+            b.get(2).tags().collect::<Vec<_>>(),
+            vec![("b", "1"), ("c", "3"), ("d", "2")]
+        );
+        let mut mb = b.metric("m");
+        mb.repeat_last_tags();
+        mb.tag("b", "9").field("v", Value::Int(1));
+        assert_eq!(mb.finish(0), Err(MetricError::DuplicateTag));
+        // A dropped builder leaves the batch as it was.
+        let (bytes, len) = (b.arena_bytes(), b.len());
+        {
+            let mut mb = b.metric("gone");
+            mb.repeat_last_tags();
+        }
+        assert_eq!((b.arena_bytes(), b.len()), (bytes, len));
+        // The copy is checked against the limits like any tag.
+        let mut l = limited(2, usize::MAX);
+        l.push(&m("t").tag("a", "1").tag("b", "2").field("v", 1.0))
+            .unwrap();
+        let mut mb = l.metric("m");
+        mb.repeat_last_tags();
+        mb.tag("c", "3").field("v", Value::Int(1));
+        assert_eq!(mb.finish(0), Err(MetricError::TooManyTags { max: 2 }));
+        // A last metric whose repeated key collapsed: the same tags.
+        let mut b = Batch::new();
+        let mut mb = b.metric("x");
+        mb.tag("a", "1").tag("a", "2").field("v", Value::Int(1));
+        mb.finish_with(0, DuplicateTags::LastWins).unwrap();
+        let mut mb = b.metric("y");
+        mb.repeat_last_tags();
+        mb.field("v", Value::Int(1));
+        mb.finish(0).unwrap();
+        assert_eq!(b.get(1).tags().collect::<Vec<_>>(), vec![("a", "2")]);
     }
 
     #[test]

@@ -91,7 +91,15 @@ impl RawTime {
 /// sign allowed) or `sec.frac` with 1 to 9 fraction digits; zero and negative
 /// values are refused.
 pub(crate) fn read_time(word: &str) -> Result<RawTime, Fail> {
-    let Some((secs, frac)) = word.split_once('.') else {
+    // The usual word, in one pass: 1 to 18 digits (no overflow), not zero.
+    let (ts, n) = leading_digits(word.as_bytes(), 0);
+    if n == word.len() && (1..=18).contains(&n) && ts > 0 {
+        return Ok(RawTime::Int(ts as i64));
+    }
+    // A byte loop, not `split_once('.')`: the word is a dozen bytes, shorter
+    // than what the `memchr` behind a char pattern pays for its call.
+    let dot = word.bytes().position(|b| b == b'.');
+    let Some((secs, frac)) = dot.and_then(|d| Some((word.get(..d)?, word.get(d + 1..)?))) else {
         let ts = parse_long(word).map_err(|t| Fail::invalid(ErrorKind::InvalidTimestamp, t))?;
         return positive(ts).map(RawTime::Int);
     };
@@ -139,6 +147,112 @@ pub(crate) fn not_positive(ts: i64) -> Fail {
 /// Java's `Tags.parseLong`, with its error messages (the input quoted at most
 /// [`QUOTE_BYTES`] bytes).
 pub(crate) fn parse_long(s: &str) -> Result<i64, String> {
+    if let Some(v) = short_long(s.as_bytes()) {
+        return Ok(v);
+    }
+    parse_long_checked(s)
+}
+
+/// Most words parse_long sees: an optional sign and 1 to 18 digits, which
+/// cannot overflow, so no checked arithmetic per digit. `None` for anything
+/// else, including every error, left to [`parse_long_checked`].
+#[inline]
+fn short_long(b: &[u8]) -> Option<i64> {
+    let (neg, digits) = match b {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, b),
+    };
+    let (v, n) = leading_digits(digits, 0);
+    if n != digits.len() || !(1..=18).contains(&n) {
+        return None;
+    }
+    // Below 10^18: fits an i64.
+    let v = v as i64;
+    Some(if neg { -v } else { v })
+}
+
+/// The digits at the start of `b` appended to `acc` (wrapping: callers
+/// bound the count), and how many there were.
+///
+/// Eight at a time (SWAR) when `b` holds eight bytes: timestamps and
+/// values are 10 to 17 digits, and a byte loop spends most of its time on
+/// its own bookkeeping.
+#[inline(always)]
+fn leading_digits(b: &[u8], mut acc: u64) -> (u64, usize) {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    /// 10^0 to 10^8.
+    const POW: [u64; 9] = [
+        1,
+        10,
+        100,
+        1_000,
+        10_000,
+        100_000,
+        1_000_000,
+        10_000_000,
+        100_000_000,
+    ];
+    let mut i = 0;
+    if b.len() < 8 {
+        while let Some(&c) = b.get(i) {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            acc = acc.wrapping_mul(10).wrapping_add(u64::from(d));
+            i += 1;
+        }
+        return (acc, i);
+    }
+    let load = |at: usize| {
+        b.get(at..)
+            .and_then(<[u8]>::first_chunk::<8>)
+            .map_or(0, |c| u64::from_le_bytes(*c))
+    };
+    while i < b.len() {
+        let rest = b.len() - i;
+        // Past the last eight bytes: the last eight, shifted so that zero
+        // bytes (no digits) stand past the end.
+        let x = if rest >= 8 {
+            load(i)
+        } else {
+            load(b.len() - 8) >> (8 * (8 - rest))
+        };
+        // Non-zero in each byte that is no digit (its high nibble is not 3,
+        // or adding 6 carries into it); a carry only runs up from a byte
+        // that is no digit itself, so the lowest mark is exact.
+        let other = ((x & (LO * 0xF0)) ^ (LO * 0x30))
+            | ((x.wrapping_add(LO * 0x06) & (LO * 0xF0)) ^ (LO * 0x30));
+        let k = if other == 0 {
+            8
+        } else {
+            (other.trailing_zeros() / 8) as usize
+        };
+        if k == 0 {
+            break;
+        }
+        // The k digits' values in the top bytes, zeros (leading zero digits)
+        // below: borrows only run up from bytes that are no digits.
+        let d = x.wrapping_sub(LO * u64::from(b'0')) << (8 * (8 - k));
+        // Eight digits to a number, first digit in the lowest byte.
+        let d = d.wrapping_mul(10).wrapping_add(d >> 8);
+        let lo = (d & 0x0000_00FF_0000_00FF).wrapping_mul(100 + (1_000_000 << 32));
+        let hi = ((d >> 16) & 0x0000_00FF_0000_00FF).wrapping_mul(1 + (10_000 << 32));
+        acc = acc
+            .wrapping_mul(POW[k])
+            .wrapping_add(lo.wrapping_add(hi) >> 32);
+        i += k;
+        if k < 8 {
+            break;
+        }
+    }
+    (acc, i)
+}
+
+/// Java's `Tags.parseLong` in full, every error message included.
+#[cold]
+fn parse_long_checked(s: &str) -> Result<i64, String> {
     let b = s.as_bytes();
     let q = || clip(s, QUOTE_BYTES);
     let (neg, digits) = match b.first() {
@@ -183,6 +297,9 @@ pub(crate) fn parse_long(s: &str) -> Result<i64, String> {
 /// The `Fail` for a finite-check is left to the caller ([`finite`]), which
 /// knows the metric and timestamp OpenTSDB's message names.
 pub(crate) fn read_value(word: &str) -> Result<Value<'static>, Fail> {
+    if let Some(v) = plain_number(word.as_bytes()) {
+        return Ok(v);
+    }
     let (mut integer, mut numeric) = (true, true);
     for &c in word.as_bytes() {
         match c {
@@ -204,6 +321,49 @@ pub(crate) fn read_value(word: &str) -> Result<Value<'static>, Fail> {
             ErrorKind::InvalidValue,
             format!("For input string: \"{}\"", clip(word, QUOTE_BYTES)),
         )),
+    }
+}
+
+/// Powers of ten, all exact as f64 (10^22 is the largest that is).
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// The usual value words, read in one pass: `[+-]digits` of at most 18
+/// digits (an int, as [`parse_long`] reads it) and `[+-]digits.digits`
+/// whose digits make an integer below 2^53 (a float by Clinger's fast path:
+/// the integer and the power of ten are exact, so one division rounds once,
+/// correctly, to what `str::parse::<f64>` gives). `None` for anything else,
+/// which [`read_value`] reads the general way.
+#[inline]
+fn plain_number(b: &[u8]) -> Option<Value<'static>> {
+    let (neg, digits) = match b {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, b),
+    };
+    // At most 19 digits and a dot: the mantissa cannot overflow a u64.
+    if digits.len() > 20 {
+        return None;
+    }
+    let (mantissa, n) = leading_digits(digits, 0);
+    match digits.get(n) {
+        // Below 10^18: fits an i64.
+        None if (1..=18).contains(&n) => {
+            let v = mantissa as i64;
+            Some(Value::Int(if neg { -v } else { v }))
+        }
+        Some(b'.') => {
+            let frac = digits.get(n + 1..)?;
+            let (mantissa, frac_digits) = leading_digits(frac, mantissa);
+            if frac_digits != frac.len() || n + frac_digits == 0 || mantissa >= (1u64 << 53) {
+                return None;
+            }
+            let v = mantissa as f64 / *POW10.get(frac_digits)?;
+            Some(Value::Float(if neg { -v } else { v }))
+        }
+        _ => None,
     }
 }
 
@@ -271,21 +431,11 @@ pub(crate) fn opentsdb_ascii(b: &[u8]) -> bool {
 }
 
 #[inline(always)]
-fn opentsdb_byte(c: u8) -> bool {
+pub(crate) fn opentsdb_byte(c: u8) -> bool {
     // `-`, `.`, `/` and the digits are 0x2D..=0x39.
     let punct_digit = c.wrapping_sub(b'-') <= b'9' - b'-';
     let letter = (c | 0x20).wrapping_sub(b'a') <= b'z' - b'a';
     punct_digit | letter | (c == b'_')
-}
-
-/// Whether every byte of `b` is in OpenTSDB's ASCII set, a space or `=`:
-/// then the words of the line need no closer look. Arithmetic on each byte
-/// and no early exit, so the compiler vectorizes it.
-#[inline]
-pub(crate) fn surely_allowed(b: &[u8]) -> bool {
-    b.iter().fold(true, |ok, &c| {
-        ok & (opentsdb_byte(c) | (c == b' ') | (c == b'='))
-    })
 }
 
 /// The first character of `s` the options do not allow, if any.

@@ -27,7 +27,7 @@ use conflux_core::{Batch, MetricError, Value};
 
 use super::error::{ErrorKind, LineError, QUOTE_BYTES, clip, clip_bytes};
 use super::rules::{
-    Class, Fail, check_names, finite, invalid_tag, read_time, read_value, surely_allowed,
+    Class, Fail, check_names, finite, invalid_tag, opentsdb_byte, read_time, read_value,
     too_many_tags,
 };
 use super::{Characters, ParseOptions, VALUE_FIELD};
@@ -98,19 +98,30 @@ pub fn parse(
     let mut p = Parser {
         opts,
         tags: Vec::with_capacity(16),
+        region: None,
+        region_allowed: false,
+        stored: None,
+        delims: Vec::new(),
+        specials: specials(&opts.special_chars),
     };
     let mut summary = Summary::default();
+    // One UTF-8 check of the whole payload costs far less than one per line;
+    // a payload with a bad byte is checked line by line instead.
+    let text = std::str::from_utf8(input).ok();
     let mut pos = 0;
     let mut line_no = 0;
     while pos < input.len() {
         let nl = memchr::memchr(b'\n', &input[pos..]).map_or(input.len(), |i| pos + i);
-        let mut line = &input[pos..nl];
+        let mut end = nl;
+        if end > pos && input[end - 1] == b'\r' {
+            end -= 1;
+        }
+        let line = &input[pos..end];
+        // `\n` and `\r` are ASCII: the line starts and ends on char boundaries.
+        let line_text = text.and_then(|t| t.get(pos..end));
         pos = nl + 1;
         line_no += 1;
-        if let [rest @ .., b'\r'] = line {
-            line = rest;
-        }
-        match p.line(line, batch) {
+        match p.line(line, line_text, batch) {
             Ok(Outcome::Stored) => summary.metrics += 1,
             Ok(Outcome::Skipped) => {}
             Ok(Outcome::Command(command)) => {
@@ -160,12 +171,37 @@ impl Refusal {
 
 struct Parser<'o, 'a> {
     opts: &'o ParseOptions,
-    /// The tags of the current line, reused from line to line.
+    /// The tags of `region`, which the line before had too: agents send the
+    /// fields of one measurement as lines that differ only in the metric,
+    /// value and time (Telegraf, tcollector), so the tags of most lines are
+    /// the ones just read, and need no second reading.
     tags: Vec<(&'a str, &'a str)>,
+    /// The text after the value of the last line whose tags were read
+    /// without fault; `tags` holds them.
+    region: Option<&'a str>,
+    /// Every byte of `region` is one the fast character check allows.
+    region_allowed: bool,
+    /// The length of the batch when the last line was stored with the tags
+    /// of `region` as they are, none dropped: its metric is then the
+    /// batch's last one, whose tags the next line with `region` can copy.
+    stored: Option<usize>,
+    /// The spaces and `=` of the region being read (see [`delimiters`]),
+    /// reused from line to line.
+    delims: Vec<usize>,
+    /// The ASCII characters of `allow_special_chars`, which the fast
+    /// character check lets through too.
+    specials: Specials,
 }
 
 impl<'a> Parser<'_, 'a> {
-    fn line(&mut self, line: &'a [u8], batch: &mut Batch) -> Result<Outcome, Refusal> {
+    /// One line without its `\n` (and `\r`); `line_text` is the same line
+    /// when the payload is known to be UTF-8.
+    fn line(
+        &mut self,
+        line: &'a [u8],
+        line_text: Option<&'a str>,
+        batch: &mut Batch,
+    ) -> Result<Outcome, Refusal> {
         let start = skip_spaces(line, 0);
         if start == line.len() {
             return Ok(Outcome::Skipped);
@@ -188,30 +224,48 @@ impl<'a> Parser<'_, 'a> {
                 });
             }
         };
-        let Ok(text) = std::str::from_utf8(&line[end..]) else {
-            return Err(Refusal::from_fail(
-                cmd,
-                Fail::illegal(ErrorKind::InvalidUtf8, "invalid UTF-8 in line"),
-            ));
+        // `end` is at a space or the end of the line: a char boundary.
+        let text = match line_text.and_then(|t| t.get(end..)) {
+            Some(text) => text,
+            None => std::str::from_utf8(&line[end..]).map_err(|_| {
+                Refusal::from_fail(
+                    cmd,
+                    Fail::illegal(ErrorKind::InvalidUtf8, "invalid UTF-8 in line"),
+                )
+            })?,
         };
         self.put(cmd, text, batch)
             .map(|()| Outcome::Stored)
             .map_err(|f| Refusal::from_fail(cmd, f))
     }
 
-    /// The words after `put`: metric, timestamp, value, tags.
+    /// The words after `put`: metric, timestamp, value, tags, checked in
+    /// OpenTSDB's order.
     fn put(&mut self, cmd: Data, text: &'a str, batch: &mut Batch) -> Result<(), Fail> {
         let opts = self.opts;
-        let mut words = Words { text, pos: 0 };
         let need = if opts.require_tags { 4 } else { 3 };
-        let (Some(metric), Some(ts_word), Some(value_word)) =
-            (words.next(), words.next(), words.next())
-        else {
-            return Err(not_enough(need, Words { text, pos: 0 }.count()));
-        };
-
+        let b = text.as_bytes();
+        let mut spans = [(0, 0); 3];
+        let mut end = 0;
+        for (n, span) in spans.iter_mut().enumerate() {
+            let start = skip_spaces(b, end);
+            if start == b.len() {
+                return Err(not_enough(need, n));
+            }
+            end = word_end(b, start);
+            *span = (start, end);
+        }
+        // Word ends sit next to an ASCII space or at an end of the text.
+        let word = |(s, e): (usize, usize)| text.get(s..e).unwrap_or_default();
+        let (metric, ts_word, value_word) = (word(spans[0]), word(spans[1]), word(spans[2]));
         let raw_time = read_time(ts_word)?;
-        scan_tags(text, words.pos, &mut self.tags)?;
+        let region = text.get(end..).unwrap_or_default();
+        if self.region != Some(region) {
+            self.region = None;
+            self.stored = None;
+            self.region_allowed = self.read_tags(region)?;
+            self.region = Some(region);
+        }
         if self.tags.is_empty() && opts.require_tags {
             return Err(not_enough(need, 3));
         }
@@ -228,63 +282,254 @@ impl<'a> Parser<'_, 'a> {
         if self.tags.len() > opts.max_tags {
             return Err(too_many_tags(self.tags.len(), opts.max_tags));
         }
-        // One branch-free pass over the line (vectorized) clears the common
-        // case; only a line with another byte gets the exact check. The pass
-        // lets `=` through for the tags, so the metric is checked for it
-        // (found by fuzzing: `put a=b 1 1` was stored).
-        let surely = surely_allowed(text.as_bytes()) && !metric.contains('=');
-        if !(opts.characters == Characters::AnyButSpace || surely) {
+        // Vectorized class checks clear the common case: every byte of the
+        // metric and the tags in OpenTSDB's ASCII set (or a special one),
+        // and no `=` in the metric (found by fuzzing: `put a=b 1 1` was
+        // stored). Only a line with another byte gets the exact check.
+        if opts.characters != Characters::AnyButSpace
+            && !(self.region_allowed && name_allowed(metric.as_bytes(), &self.specials))
+        {
             check_names(metric, self.tags.iter().copied(), opts)?;
         }
-        store(batch, metric, &self.tags, value, ts, Repeats::SameValueOnly)
+        // The tags of the metric stored last, copied whole when they are
+        // these: the batch ends up the same as when adding them one by one.
+        if self.stored == Some(batch.len()) {
+            let mut b = batch.metric(metric);
+            b.repeat_last_tags();
+            b.field(VALUE_FIELD, value);
+            b.finish(ts).map_err(metric_error)?;
+        } else {
+            let mut b = batch.metric(metric);
+            for &(k, v) in &self.tags {
+                b.tag(k, v);
+            }
+            b.field(VALUE_FIELD, value);
+            match b.finish(ts) {
+                Ok(()) => {}
+                // Keys repeated: OpenTSDB's message, or the metric with each
+                // key once (and no copy of it for the next line).
+                Err(MetricError::DuplicateTag) => {
+                    return store(batch, metric, &self.tags, value, ts, Repeats::SameValueOnly);
+                }
+                Err(e) => return Err(metric_error(e)),
+            }
+        }
+        self.stored = Some(batch.len());
+        Ok(())
+    }
+
+    /// Read the `k=v` words of `region` into `tags`, checking that each has
+    /// exactly one `=` and two sides; return whether every byte is one the
+    /// fast character check allows.
+    ///
+    /// Its own function: one pass ([`delimiters`]) finds every space and
+    /// `=`, and the words are read off that list.
+    #[inline(never)]
+    fn read_tags(&mut self, region: &'a str) -> Result<bool, Fail> {
+        self.tags.clear();
+        let bytes = region.as_bytes();
+        let mut allowed = true;
+        let mut start = 0;
+        let mut eq = 0;
+        let mut equals = 0u32;
+        // A window at a time, so that the list stays short for any line.
+        let mut base = 0;
+        loop {
+            let end = (base + WINDOW).min(bytes.len());
+            let last = end == bytes.len();
+            let window = bytes.get(base..end).unwrap_or_default();
+            // The last list ends with the length as a space: the end of the
+            // last word.
+            let (count, ok) = delimiters(
+                window,
+                base,
+                last.then_some(end),
+                &self.specials,
+                &mut self.delims,
+            );
+            allowed &= ok;
+            for &d in self.delims.get(..count).unwrap_or_default() {
+                let p = d & !EQ;
+                if d & EQ != 0 {
+                    if equals == 0 {
+                        eq = p;
+                    }
+                    equals += 1;
+                    continue;
+                }
+                // A space or the end: the word `start..p`, unless empty.
+                if p > start {
+                    if equals != 1 || eq == start || eq + 1 == p {
+                        return Err(bad_tag(region, start, p));
+                    }
+                    // Cuts next to a space or `=` (ASCII): on char boundaries.
+                    // Past the `=` by `strip_prefix`, which needs no such check.
+                    let word = region.get(start..p).unwrap_or_default();
+                    let (k, v) = word.split_at_checked(eq - start).unwrap_or_default();
+                    self.tags.push((k, v.strip_prefix('=').unwrap_or_default()));
+                }
+                start = p + 1;
+                equals = 0;
+            }
+            if last {
+                return Ok(allowed);
+            }
+            base = end;
+        }
     }
 }
 
-/// Split the `k=v` words of `text` from `from` on into `tags`, checking
-/// that each has exactly one `=` and two sides.
-///
-/// Its own function, not inlined: in the parser's frame the loop's state
-/// went through the stack, which cost half the parse time. One SIMD scan
-/// (`memchr2`) finds every space and `=`; a word is what lies between two
-/// spaces, so the work per byte is that of the scan alone.
+/// Whether every byte of a metric name is in OpenTSDB's ASCII set or
+/// `specials`: then it needs no exact check. Never for a `=` (unless
+/// special), which [`delimiters`] lets through.
+#[inline]
+fn name_allowed(b: &[u8], specials: &Specials) -> bool {
+    let (blocks, tail) = b.as_chunks::<16>();
+    let mut last = [b'a'; 16];
+    last[..tail.len()].copy_from_slice(tail);
+    blocks.iter().chain(std::iter::once(&last)).all(|&block| {
+        let (_, eqs, ok) = classify(block, specials);
+        // `classify` allows `=` and spaces; a name has no space.
+        ok && eqs == 0
+    })
+}
+
+/// `invalid tag: <word>` for the word `start..end` of `text`.
+#[cold]
 #[inline(never)]
-fn scan_tags<'a>(
-    text: &'a str,
-    from: usize,
-    tags: &mut Vec<(&'a str, &'a str)>,
-) -> Result<(), Fail> {
-    tags.clear();
-    let b = text.as_bytes();
-    let region = b.get(from..).unwrap_or_default();
-    let mut start = from;
-    let mut eq = usize::MAX;
-    let mut equals = 0u32;
-    let ends = memchr::memchr2_iter(b' ', b'=', region)
-        .map(|p| from + p)
-        .chain(std::iter::once(b.len()));
-    for p in ends {
-        if p < b.len() && b[p] == b'=' {
-            if equals == 0 {
-                eq = p;
-            }
-            equals += 1;
-            continue;
-        }
-        // A space or the end: the word `start..p`, unless empty.
-        if p > start {
-            // Word ends sit next to an ASCII space or an end of the text, and
-            // `=` is ASCII: every cut is on a character boundary.
-            let word = text.get(start..p).unwrap_or_default();
-            if equals != 1 || eq == start || eq + 1 == p {
-                return Err(invalid_tag(word));
-            }
-            let (k, v) = word.split_at(eq - start);
-            tags.push((k, v.get(1..).unwrap_or_default()));
-        }
-        start = p + 1;
-        equals = 0;
+fn bad_tag(text: &str, start: usize, end: usize) -> Fail {
+    invalid_tag(text.get(start..end).unwrap_or_default())
+}
+
+/// Marks a `=` in the list [`delimiters`] makes: the top bit, never part of
+/// an offset (a slice holds at most `isize::MAX` bytes).
+const EQ: usize = 1 << (usize::BITS - 1);
+
+/// Bytes [`delimiters`] reads at a time: its list holds at most that many
+/// finds, whatever the length of the line.
+const WINDOW: usize = 4096;
+
+/// Write the offset (plus `base`) of every space and `=` of `b` to `out` in
+/// order (`=` marked with [`EQ`]), then `end` as a space if given; return
+/// how many, and whether every byte is one OpenTSDB surely allows in names
+/// (its ASCII set or one of `specials`), a space or `=`. `out` only grows,
+/// and holds stale offsets past the count.
+///
+/// Each word of a line holds a find or two a few bytes apart: too close for
+/// a `memchr` call per find to pay off. A block of 16 bytes is classified by
+/// loops the compiler turns into a few SIMD instructions (no `unsafe`, no
+/// intrinsics); a find then costs a few instructions on a mask with the high
+/// bit of each matching byte. Its own function with little state, so that
+/// the loop keeps it in registers.
+#[inline(never)]
+fn delimiters(
+    b: &[u8],
+    mut base: usize,
+    end: Option<usize>,
+    specials: &Specials,
+    out: &mut Vec<usize>,
+) -> (usize, bool) {
+    // Room for a find at every byte, the end, and the last block's window.
+    if out.len() < b.len() + 1 + 16 {
+        out.resize(b.len() + 1 + 16, 0);
     }
-    Ok(())
+    let out = out.as_mut_slice();
+    let (blocks, tail) = b.as_chunks::<16>();
+    let mut n = 0;
+    let mut allowed = true;
+    // Blocks by value and the tail apart: so the compiler proves that
+    // nothing aliases and keeps all in registers.
+    for block in blocks {
+        allowed &= delimiters_of(*block, base, specials, out, &mut n);
+        base += 16;
+    }
+    // An allowed byte that is no delimiter pads the tail.
+    let mut last = [b'a'; 16];
+    last[..tail.len()].copy_from_slice(tail);
+    allowed &= delimiters_of(last, base, specials, out, &mut n);
+    if let Some(end) = end
+        && let Some(slot) = out.get_mut(n)
+    {
+        *slot = end;
+        n += 1;
+    }
+    (n, allowed)
+}
+
+/// The step of [`delimiters`] for the block at offset `base`: its finds go
+/// to `out` from `*n` on.
+#[inline(always)]
+fn delimiters_of(
+    block: [u8; 16],
+    base: usize,
+    specials: &Specials,
+    out: &mut [usize],
+    n: &mut usize,
+) -> bool {
+    let (hits, eqs, ok) = classify(block, specials);
+    // At most 16 finds: one bounds check for the block's window, none per find.
+    let Some(window) = out.get_mut(*n..*n + 16) else {
+        return ok;
+    };
+    let mut k = 0;
+    for (mut hits, eqs, base) in [
+        (hits as u64, eqs as u64, base),
+        ((hits >> 64) as u64, (eqs >> 64) as u64, base + 8),
+    ] {
+        while hits != 0 {
+            let bit = hits & hits.wrapping_neg();
+            hits ^= bit;
+            let p = base + (bit.trailing_zeros() / 8) as usize;
+            window[k & 15] = if eqs & bit != 0 { p | EQ } else { p };
+            k += 1;
+        }
+    }
+    *n += k;
+    ok
+}
+
+/// The ASCII characters of `allow_special_chars` the fast character check
+/// lets through, padded with a byte it allows anyway. A fixed number, so
+/// that the check stays a few straight SIMD instructions.
+type Specials = [u8; 4];
+
+/// The first four ASCII characters of `chars`. The bytes of any other
+/// character are all non-ASCII, and a fifth ASCII one is not in the list:
+/// lines holding them only take the exact check.
+fn specials(chars: &str) -> Specials {
+    let mut out = [b'a'; 4];
+    for (slot, c) in out.iter_mut().zip(chars.bytes().filter(u8::is_ascii)) {
+        *slot = c;
+    }
+    out
+}
+
+/// Of 16 bytes: the high bit of each space or `=` and of each `=`, as
+/// little-endian words, and whether all are allowed (see [`delimiters`]).
+/// Plain loops over arrays, in the shape the compiler vectorizes.
+#[inline(always)]
+fn classify(block: [u8; 16], specials: &Specials) -> (u128, u128, bool) {
+    let [s0, s1, s2, s3] = *specials;
+    let mut hits = [0u8; 16];
+    let mut eqs = [0u8; 16];
+    let mut bad = [0u8; 16];
+    for ((&c, (h, e)), b) in block
+        .iter()
+        .zip(hits.iter_mut().zip(eqs.iter_mut()))
+        .zip(bad.iter_mut())
+    {
+        let is_eq = c == b'=';
+        let is_space = c == b' ';
+        *h = u8::from(is_eq | is_space) << 7;
+        *e = u8::from(is_eq) << 7;
+        let special = (c == s0) | (c == s1) | (c == s2) | (c == s3);
+        *b = u8::from(!(opentsdb_byte(c) | is_eq | is_space | special));
+    }
+    (
+        u128::from_le_bytes(hits),
+        u128::from_le_bytes(eqs),
+        u128::from_le_bytes(bad) == 0,
+    )
 }
 
 /// What a repeated tag key means.
@@ -373,31 +618,6 @@ fn not_enough(need: usize, got: usize) -> Fail {
     )
 }
 
-/// Space-separated words, empty ones skipped.
-#[derive(Clone)]
-struct Words<'a> {
-    text: &'a str,
-    pos: usize,
-}
-
-impl<'a> Iterator for Words<'a> {
-    type Item = &'a str;
-
-    #[inline]
-    fn next(&mut self) -> Option<&'a str> {
-        let b = self.text.as_bytes();
-        let start = skip_spaces(b, self.pos);
-        if start >= b.len() {
-            self.pos = b.len();
-            return None;
-        }
-        let end = word_end(b, start);
-        self.pos = end;
-        // Both ends sit next to an ASCII space or at an end of the text.
-        self.text.get(start..end)
-    }
-}
-
 #[inline]
 fn skip_spaces(b: &[u8], mut i: usize) -> usize {
     while i < b.len() && b[i] == b' ' {
@@ -406,8 +626,21 @@ fn skip_spaces(b: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// The first space at or after `i`, or `b.len()`. Eight bytes at a time
+/// (SWAR): words are a dozen bytes or two, too short for a `memchr` call.
 #[inline]
 fn word_end(b: &[u8], mut i: usize) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    while let Some(chunk) = b.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+        let t = u64::from_le_bytes(*chunk) ^ (LO * u64::from(b' '));
+        // The high bit of each zero byte of `t`; a borrow can also mark a
+        // byte above a zero byte, never one below: the lowest mark is exact.
+        let spaces = t.wrapping_sub(LO) & !t & (LO << 7);
+        if spaces != 0 {
+            return i + (spaces.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
     while i < b.len() && b[i] != b' ' {
         i += 1;
     }

@@ -104,6 +104,22 @@ impl Src {
     }
 }
 
+/// The carbon tags of the last tagged path, for the lines after it: agents
+/// send the fields of one measurement as lines that differ only in the
+/// name, value and time (Telegraf), so the tags of most lines are the ones
+/// just read, and need no second reading. Lives for one payload.
+#[derive(Debug, Default)]
+struct Repeat<'a> {
+    /// The tags part (from the first `;`) of the last path whose tags were
+    /// read without fault, and those tags in order (`name` left out).
+    region: Option<&'a str>,
+    tags: Vec<(&'a str, &'a str)>,
+    /// The length of the batch when a line was last stored with all those
+    /// tags: its metric is then the batch's last one, whose tags the next
+    /// line with the same ones can copy.
+    stored: Option<usize>,
+}
+
 /// A reusable Graphite parser: compiled templates plus scratch buffers, so
 /// that parsing allocates nothing per line once warm. Keep one per
 /// connection.
@@ -114,6 +130,8 @@ pub struct Parser {
     tags: Vec<(Src, Src)>,
     scratch: String,
     pickle: pickle::Decoder,
+    /// The delimiters of the carbon tags being read ([`tag_delimiters`]).
+    delims: Vec<usize>,
 }
 
 impl Default for Parser {
@@ -132,6 +150,7 @@ impl Parser {
             tags: Vec::with_capacity(16),
             scratch: String::new(),
             pickle: pickle::Decoder::default(),
+            delims: Vec::new(),
         }
     }
 
@@ -148,6 +167,7 @@ impl Parser {
         // One UTF-8 check of the whole payload costs far less than one per
         // path; a payload with a bad byte is checked line by line instead.
         let text = std::str::from_utf8(input).ok();
+        let mut repeat = Repeat::default();
         let mut parsed = 0;
         let mut line_no = 0;
         let mut pos = 0;
@@ -163,7 +183,7 @@ impl Parser {
             let line = &input[s..e];
             // Blanks are ASCII, so a trimmed line starts and ends on char boundaries.
             let line_text = text.and_then(|t| t.get(s..e));
-            match self.line(line, line_text, opts, batch) {
+            match self.line(line, line_text, opts, batch, &mut repeat) {
                 Ok(()) => parsed += 1,
                 Err(fail) => errors.push(LineError {
                     line: line_no,
@@ -195,11 +215,14 @@ impl Parser {
         let mut dec = std::mem::take(&mut self.pickle);
         let result = dec.load(frame).map(|top| {
             let mut parsed = 0;
+            let mut repeat = Repeat::default();
             let count = dec.items(top).len();
             for index in 0..count {
                 let item = dec.item(top, index);
                 let outcome = match dec.datapoint(frame, item) {
-                    Some((path, ts, value)) => self.datapoint(path, ts, value, opts, batch),
+                    Some((path, ts, value)) => {
+                        self.datapoint(path, ts, value, opts, batch, &mut repeat)
+                    }
                     None => Err(ErrorKind::InvalidItem.into()),
                 };
                 match outcome {
@@ -218,13 +241,14 @@ impl Parser {
     }
 
     /// One pickled datapoint.
-    fn datapoint(
+    fn datapoint<'a>(
         &mut self,
-        path: &[u8],
+        path: &'a [u8],
         ts: pickle::Number<'_>,
         value: pickle::Number<'_>,
         opts: &ParseOptions,
         batch: &mut Batch,
+        repeat: &mut Repeat<'a>,
     ) -> Result<(), Fail> {
         let path = std::str::from_utf8(path).map_err(|_| Fail::from(ErrorKind::InvalidUtf8))?;
         let value = match value {
@@ -240,19 +264,20 @@ impl Parser {
             pickle::Number::Float(f) => float_seconds(f, opts)?,
             pickle::Number::Text(t) => parse_timestamp(t, opts)?,
         };
-        self.metric(path, value, ts, batch)
+        self.metric(path, Semi::Unknown, value, ts, batch, repeat)
     }
 
     /// One non-blank, trimmed line; `text` is the same line when the payload
     /// is known to be UTF-8.
-    fn line(
+    fn line<'a>(
         &mut self,
-        line: &[u8],
-        text: Option<&str>,
+        line: &'a [u8],
+        text: Option<&'a str>,
         opts: &ParseOptions,
         batch: &mut Batch,
+        repeat: &mut Repeat<'a>,
     ) -> Result<(), Fail> {
-        let path_end = path_end(line);
+        let (path_end, semi) = path_end(line);
         let path = &line[..path_end];
         let rest = skip_blanks(&line[path_end..]);
         if rest.is_empty() {
@@ -282,21 +307,48 @@ impl Parser {
             Some(p) => p,
             None => std::str::from_utf8(path).map_err(|_| Fail::from(ErrorKind::InvalidUtf8))?,
         };
-        self.metric(path, value, ts, batch)
+        self.metric(path, semi, value, ts, batch, repeat)
     }
 
-    /// Add the metric for `path` (any of the three forms) to `batch`.
-    fn metric(&mut self, path: &str, value: f64, ts: i64, batch: &mut Batch) -> Result<(), Fail> {
-        self.tags.clear();
+    /// Add the metric for `path` (any of the three forms) to `batch`;
+    /// `semi` is what is known of its first `;`.
+    fn metric<'a>(
+        &mut self,
+        path: &'a str,
+        semi: Semi,
+        value: f64,
+        ts: i64,
+        batch: &mut Batch,
+        repeat: &mut Repeat<'a>,
+    ) -> Result<(), Fail> {
         let bytes = path.as_bytes();
+        let open = if bytes.ends_with(b"\"}") {
+            memchr::memchr(b'{', bytes)
+        } else {
+            None
+        };
+        let semi = match (open, semi) {
+            (Some(_), _) | (None, Semi::None) => None,
+            (None, Semi::At(i)) => Some(i),
+            (None, Semi::Unknown) => memchr::memchr(b';', bytes),
+        };
+        // The common forms without templates have their own paths.
+        if self.templates.is_identity() {
+            match (open, semi) {
+                (None, Some(semi)) => {
+                    return self.carbon_metric(path, semi, value, ts, batch, repeat);
+                }
+                (None, None) => return plain_metric(path, value, ts, batch),
+                _ => {}
+            }
+        }
+        self.tags.clear();
         let tagged;
-        let name = if bytes.ends_with(b"\"}")
-            && let Some(open) = memchr::memchr(b'{', bytes)
-        {
+        let name = if let Some(open) = open {
             self.openmetrics_tags(path, open)?;
             tagged = true;
             &path[..open]
-        } else if let Some(semi) = memchr::memchr(b';', bytes) {
+        } else if let Some(semi) = semi {
             self.carbon_tags(path, semi)?;
             tagged = true;
             &path[..semi]
@@ -351,22 +403,58 @@ impl Parser {
             b.field(field, Value::Float(value));
             b.finish_with(ts, DuplicateTags::LastWins)
         };
-        result.map_err(|e| match e {
-            MetricError::BatchTooLarge => ErrorKind::BatchTooLarge.into(),
-            // The batch's limits, counted on the merged tags.
-            MetricError::TooManyTags { .. } => Fail {
-                kind: ErrorKind::TooManyTags,
-                reason: Cow::Owned(e.to_string()),
-            },
-            MetricError::SeriesKeyTooLong { .. } => Fail {
-                kind: ErrorKind::SeriesKeyTooLong,
-                reason: Cow::Owned(e.to_string()),
-            },
-            // Names, keys and fields are checked non-empty above; a template
-            // can still leave a tag key empty only if the spec had one, which
-            // the compiler refuses.
-            _ => ErrorKind::InvalidTag.into(),
-        })
+        result.map_err(builder_error)
+    }
+
+    /// [`Parser::metric`] for `name;k=v;…` without templates: the tags of
+    /// the line before are reused when the same, and copied whole in the
+    /// batch when its metric is the last one there. Refuses what
+    /// `metric` refuses, in the same order.
+    fn carbon_metric<'a>(
+        &mut self,
+        path: &'a str,
+        semi: usize,
+        value: f64,
+        ts: i64,
+        batch: &mut Batch,
+        repeat: &mut Repeat<'a>,
+    ) -> Result<(), Fail> {
+        // `;` is ASCII: a char boundary.
+        let (name, region) = path.split_at_checked(semi).unwrap_or_default();
+        if repeat.region != Some(region) {
+            repeat.region = None;
+            repeat.stored = None;
+            carbon_region_tags(region, &mut repeat.tags, &mut self.delims)?;
+            repeat.region = Some(region);
+        }
+        // Carbon derives its `name` tag with leading `~` stripped and refuses an empty one.
+        let name = name.trim_start_matches('~');
+        if name.is_empty() {
+            return Err(ErrorKind::MissingName.into());
+        }
+        let copy = repeat.stored == Some(batch.len());
+        let mut b = batch.metric(name);
+        if copy {
+            b.repeat_last_tags();
+        } else {
+            for &(k, v) in &repeat.tags {
+                b.tag(k, v);
+            }
+        }
+        b.field("value", Value::Float(value));
+        let result = if repeat.tags.is_empty() {
+            b.finish(ts)
+        } else {
+            b.finish_with(ts, DuplicateTags::LastWins)
+        };
+        result.map_err(builder_error)?;
+        // Copyable by the next line unless a repeated key was dropped.
+        let kept = batch
+            .len()
+            .checked_sub(1)
+            .map_or(0, |i| batch.get(i).tags().len());
+        repeat.stored = (kept == repeat.tags.len()).then_some(batch.len());
+        Ok(())
     }
 
     /// `name;k=v;k2=v2`: carbon's `TaggedSeries.parse_carbon`. One pass over
@@ -494,6 +582,167 @@ impl Parser {
     }
 }
 
+/// [`Parser::metric`] for a plain path without templates: the whole path
+/// is the name.
+fn plain_metric(path: &str, value: f64, ts: i64, batch: &mut Batch) -> Result<(), Fail> {
+    if path.is_empty() {
+        return Err(ErrorKind::MissingName.into());
+    }
+    let mut b = batch.metric(path);
+    b.field("value", Value::Float(value));
+    b.finish(ts).map_err(builder_error)
+}
+
+/// A refusal of the batch's builder as the line's error.
+fn builder_error(e: MetricError) -> Fail {
+    match e {
+        MetricError::BatchTooLarge => ErrorKind::BatchTooLarge.into(),
+        // The batch's limits, counted on the merged tags.
+        MetricError::TooManyTags { .. } => Fail {
+            kind: ErrorKind::TooManyTags,
+            reason: Cow::Owned(e.to_string()),
+        },
+        MetricError::SeriesKeyTooLong { .. } => Fail {
+            kind: ErrorKind::SeriesKeyTooLong,
+            reason: Cow::Owned(e.to_string()),
+        },
+        // Names, keys and fields are checked non-empty above; a template
+        // can still leave a tag key empty only if the spec had one, which
+        // the compiler refuses.
+        _ => ErrorKind::InvalidTag.into(),
+    }
+}
+
+/// [`Parser::carbon_tags`] for the tags part of a path (`region`, from its
+/// first `;`), into a list of slices; the same checks in the same order.
+/// One pass ([`tag_delimiters`]) finds every `;=!^`; the segments are read
+/// off that list. Its own function, so that the parser's loop keeps its
+/// state in registers.
+#[inline(never)]
+fn carbon_region_tags<'a>(
+    region: &'a str,
+    tags: &mut Vec<(&'a str, &'a str)>,
+    delims: &mut Vec<usize>,
+) -> Result<(), Fail> {
+    tags.clear();
+    let bytes = region.as_bytes();
+    let mut start = 1;
+    let mut eq: Option<usize> = None;
+    let mut bad_key = false;
+    // A window at a time, so that the list stays short for any path.
+    let mut base = 0;
+    loop {
+        let end = (base + WINDOW).min(bytes.len());
+        let last = end == bytes.len();
+        let window = bytes.get(base..end).unwrap_or_default();
+        // The last list ends with the length: the end of the last segment.
+        let count = tag_delimiters(window, base, last.then_some(end), delims);
+        for &i in delims.get(..count).unwrap_or_default() {
+            match bytes.get(i) {
+                Some(b'=') if eq.is_none() => eq = Some(i),
+                Some(b'!' | b'^') if eq.is_none() => bad_key = true,
+                // The `;` the region starts with.
+                Some(b';') if i == 0 => {}
+                Some(b';') | None => {
+                    let Some(e) = eq else {
+                        return Err(ErrorKind::InvalidTag.into());
+                    };
+                    // Carbon's `validateTagAndValue`, in its order.
+                    if e == start || e + 1 == i {
+                        return Err(ErrorKind::InvalidTag.into());
+                    }
+                    if bad_key {
+                        return Err(ErrorKind::InvalidTagKey.into());
+                    }
+                    if bytes.get(e + 1) == Some(&b'~') {
+                        return Err(ErrorKind::InvalidTagValue.into());
+                    }
+                    // Cuts next to `;` or `=` (ASCII), or at the end: on char
+                    // boundaries; past the `=` by `strip_prefix`, which needs
+                    // no check.
+                    let segment = region.get(start..i).unwrap_or_default();
+                    let (k, v) = segment.split_at_checked(e - start).unwrap_or_default();
+                    if k != "name" {
+                        tags.push((k, v.strip_prefix('=').unwrap_or_default()));
+                    }
+                    start = i + 1;
+                    eq = None;
+                    bad_key = false;
+                }
+                Some(_) => {}
+            }
+        }
+        if last {
+            return Ok(());
+        }
+        base = end;
+    }
+}
+
+/// Bytes [`tag_delimiters`] reads at a time: its list holds at most that
+/// many finds, whatever the length of the path.
+const WINDOW: usize = 4096;
+
+/// Write the offset (plus `base`) of every `;`, `=`, `!` and `^` of `b` to
+/// `out` in order, then `end` if given; return how many. A few other
+/// offsets may be in the list too (see below): readers look at the byte.
+/// `out` only grows, and holds stale offsets past the count.
+///
+/// Tag segments are a few bytes to a few dozen, too short for a `memchr`
+/// call per find. Eight bytes at a time (SWAR), each find then costs a few
+/// instructions on a mask with the high bit of each matching byte.
+#[inline(never)]
+fn tag_delimiters(b: &[u8], mut base: usize, end: Option<usize>, out: &mut Vec<usize>) -> usize {
+    // Room for a find at every byte, the end, and the last chunk's window.
+    if out.len() < b.len() + 1 + 8 {
+        out.resize(b.len() + 1 + 8, 0);
+    }
+    let out = out.as_mut_slice();
+    let (chunks, tail) = b.as_chunks::<8>();
+    let mut n = 0;
+    for chunk in chunks {
+        tag_delimiters_of(*chunk, base, out, &mut n);
+        base += 8;
+    }
+    // A byte that is no delimiter pads the tail.
+    let mut last = [b'a'; 8];
+    last[..tail.len()].copy_from_slice(tail);
+    tag_delimiters_of(last, base, out, &mut n);
+    if let Some(end) = end
+        && let Some(slot) = out.get_mut(n)
+    {
+        *slot = end;
+        n += 1;
+    }
+    n
+}
+
+/// The step of [`tag_delimiters`] for the 8 bytes at offset `base`: their
+/// finds go to `out` from `*n` on.
+#[inline(always)]
+fn tag_delimiters_of(chunk: [u8; 8], base: usize, out: &mut [usize], n: &mut usize) {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    let x = u64::from_le_bytes(chunk);
+    // The high bit of each zero byte of `x ^ c`; a borrow can also mark the
+    // byte above a zero byte (one holding `c ^ 1`): readers skip those.
+    let zero = |c: u8| {
+        let t = x ^ (LO * u64::from(c));
+        t.wrapping_sub(LO) & !t
+    };
+    let mut hits = (zero(b';') | zero(b'=') | zero(b'!') | zero(b'^')) & (LO << 7);
+    // At most 8 finds: one bounds check for the chunk's window, none per find.
+    let Some(window) = out.get_mut(*n..*n + 8) else {
+        return;
+    };
+    let mut k = 0;
+    while hits != 0 {
+        window[k & 7] = base + (hits.trailing_zeros() / 8) as usize;
+        hits &= hits - 1;
+        k += 1;
+    }
+    *n += k;
+}
+
 /// The first position from `i` holding one of `=!^;`, or `bytes.len()`.
 /// Eight bytes at a time (SWAR): tag segments are a few bytes to a few
 /// dozen, too short for `memchr` to pay off, and this is the hot loop of
@@ -611,16 +860,35 @@ fn token_end(s: &[u8]) -> usize {
     s.iter().position(|&b| is_blank(b)).unwrap_or(s.len())
 }
 
+/// What [`path_end`] learned of the path's first `;`, which [`Parser::metric`]
+/// would otherwise search for again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Semi {
+    At(usize),
+    None,
+    Unknown,
+}
+
 /// End of the path token: the first blank, except inside the quotes of an
-/// OpenMetrics path (`name{k="a b"}`).
-fn path_end(line: &[u8]) -> usize {
+/// OpenMetrics path (`name{k="a b"}`). The search for its `{` looks for `;`
+/// too: the answer is the path's first `;` (or that it has none), one pass
+/// fewer over a plain path.
+fn path_end(line: &[u8]) -> (usize, Semi) {
     let end = memchr::memchr2(b' ', b'\t', line).unwrap_or(line.len());
     let token = &line[..end];
     if end == line.len() || token.ends_with(b"}") {
-        return end;
+        return (end, Semi::Unknown);
     }
-    let Some(open) = memchr::memchr(b'{', token) else {
-        return end;
+    let (open, semi) = match memchr::memchr2(b'{', b';', token) {
+        None => return (end, Semi::None),
+        Some(i) if token[i] == b';' => (
+            memchr::memchr(b'{', &token[i..]).map(|j| i + j),
+            Semi::At(i),
+        ),
+        Some(i) => (Some(i), Semi::Unknown),
+    };
+    let Some(open) = open else {
+        return (end, semi);
     };
     // Quote-aware scan; only paths with quoted blanks pay for it.
     let mut in_quotes = false;
@@ -629,12 +897,12 @@ fn path_end(line: &[u8]) -> usize {
         match line[i] {
             b'\\' if in_quotes => i += 1,
             b'"' => in_quotes = !in_quotes,
-            b' ' | b'\t' if !in_quotes => return i,
+            b' ' | b'\t' if !in_quotes => return (i, semi),
             _ => {}
         }
         i += 1;
     }
-    line.len()
+    (line.len(), semi)
 }
 
 /// A float as Rust reads it (`1`, `-1.5`, `1e3`, `.5`, `inf`, `NaN`).
@@ -648,48 +916,140 @@ fn parse_value(tok: &[u8]) -> Result<f64, Fail> {
         .ok_or_else(|| ErrorKind::InvalidValue.into())
 }
 
-/// Powers of ten, all exact as f64.
-const POW10: [f64; 16] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+/// Powers of ten, all exact as f64 (10^22 is the largest that is).
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
 
 /// `[-]digits[.digits]` whose digits make an integer below 2^53, read with
 /// Clinger's fast path: both the integer and the power of ten are exact, so
 /// one division rounds once, correctly. `None` for anything else, which the
 /// general parser reads; most values collectd, Telegraf and statsd send
-/// take this path.
+/// take this path (Telegraf's shortest round-trip floats have up to 17
+/// digits, 16 of which fit).
 fn fast_float(tok: &[u8]) -> Option<f64> {
     let (negative, digits) = match tok.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, tok),
     };
-    // 16 bytes hold at most 16 digits: no u64 overflow.
-    if digits.is_empty() || digits.len() > 16 {
+    // At most 19 digits and a dot: no u64 overflow.
+    if digits.len() > 20 {
         return None;
     }
-    let mut mantissa: u64 = 0;
-    let mut frac_digits = 0usize;
-    let mut seen_dot = false;
-    let mut seen_digit = false;
-    for &b in digits {
-        match b {
-            b'0'..=b'9' => {
-                mantissa = mantissa * 10 + u64::from(b - b'0');
-                seen_digit = true;
-                frac_digits += usize::from(seen_dot);
+    let (mantissa, n) = leading_digits(digits, 0);
+    let (mantissa, frac_digits) = match digits.get(n) {
+        None => (mantissa, 0),
+        Some(b'.') => {
+            let frac = digits.get(n + 1..)?;
+            let (mantissa, f) = leading_digits(frac, mantissa);
+            if f != frac.len() {
+                return None;
             }
-            b'.' if !seen_dot => seen_dot = true,
-            _ => return None,
+            (mantissa, f)
         }
-    }
-    if !seen_digit || mantissa >= (1u64 << 53) {
+        Some(_) => return None,
+    };
+    if n + frac_digits == 0 || n + frac_digits > 19 || mantissa >= (1u64 << 53) {
         return None;
     }
     let v = mantissa as f64 / *POW10.get(frac_digits)?;
     Some(if negative { -v } else { v })
 }
 
+/// The digits at the start of `b` appended to `acc` (wrapping: callers
+/// bound the count), and how many there were.
+///
+/// Eight at a time (SWAR) when `b` holds eight bytes: timestamps and
+/// values are 10 to 17 digits, and a byte loop spends most of its time on
+/// its own bookkeeping.
+#[inline(always)]
+fn leading_digits(b: &[u8], mut acc: u64) -> (u64, usize) {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    /// 10^0 to 10^8.
+    const POW: [u64; 9] = [
+        1,
+        10,
+        100,
+        1_000,
+        10_000,
+        100_000,
+        1_000_000,
+        10_000_000,
+        100_000_000,
+    ];
+    let mut i = 0;
+    if b.len() < 8 {
+        while let Some(&c) = b.get(i) {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            acc = acc.wrapping_mul(10).wrapping_add(u64::from(d));
+            i += 1;
+        }
+        return (acc, i);
+    }
+    let load = |at: usize| {
+        b.get(at..)
+            .and_then(<[u8]>::first_chunk::<8>)
+            .map_or(0, |c| u64::from_le_bytes(*c))
+    };
+    while i < b.len() {
+        let rest = b.len() - i;
+        // Past the last eight bytes: the last eight, shifted so that zero
+        // bytes (no digits) stand past the end.
+        let x = if rest >= 8 {
+            load(i)
+        } else {
+            load(b.len() - 8) >> (8 * (8 - rest))
+        };
+        // Non-zero in each byte that is no digit (its high nibble is not 3,
+        // or adding 6 carries into it); a carry only runs up from a byte
+        // that is no digit itself, so the lowest mark is exact.
+        let other = ((x & (LO * 0xF0)) ^ (LO * 0x30))
+            | ((x.wrapping_add(LO * 0x06) & (LO * 0xF0)) ^ (LO * 0x30));
+        let k = if other == 0 {
+            8
+        } else {
+            (other.trailing_zeros() / 8) as usize
+        };
+        if k == 0 {
+            break;
+        }
+        // The k digits' values in the top bytes, zeros (leading zero digits)
+        // below: borrows only run up from bytes that are no digits.
+        let d = x.wrapping_sub(LO * u64::from(b'0')) << (8 * (8 - k));
+        // Eight digits to a number, first digit in the lowest byte.
+        let d = d.wrapping_mul(10).wrapping_add(d >> 8);
+        let lo = (d & 0x0000_00FF_0000_00FF).wrapping_mul(100 + (1_000_000 << 32));
+        let hi = ((d >> 16) & 0x0000_00FF_0000_00FF).wrapping_mul(1 + (10_000 << 32));
+        acc = acc
+            .wrapping_mul(POW[k])
+            .wrapping_add(lo.wrapping_add(hi) >> 32);
+        i += k;
+        if k < 8 {
+            break;
+        }
+    }
+    (acc, i)
+}
+
 const NANOS: i64 = 1_000_000_000;
+
+/// 10^0 to 10^9.
+const POW10_I64: [i64; 10] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+    1_000_000_000,
+];
 
 /// A timestamp token: float seconds, `N`, `-1`.
 pub(crate) fn parse_timestamp(tok: &[u8], opts: &ParseOptions) -> Result<i64, Fail> {
@@ -714,17 +1074,20 @@ fn decimal_seconds(tok: &[u8], opts: &ParseOptions) -> Result<Option<i64>, Fail>
         Some((b'+', rest)) => (false, rest),
         _ => (false, tok),
     };
-    let mut int_part: i64 = 0;
-    let mut i = 0;
-    while let Some(&b) = digits.get(i) {
-        if !b.is_ascii_digit() {
-            break;
+    // Up to 18 digits cannot overflow; only longer runs need checking.
+    let (short, mut i) = leading_digits(digits.get(..18).unwrap_or(digits), 0);
+    let mut int_part = short as i64;
+    if i == 18 {
+        while let Some(&b) = digits.get(i) {
+            if !b.is_ascii_digit() {
+                break;
+            }
+            int_part = int_part
+                .checked_mul(10)
+                .and_then(|n| n.checked_add(i64::from(b - b'0')))
+                .ok_or(Fail::from(ErrorKind::TimestampOutOfRange))?;
+            i += 1;
         }
-        int_part = int_part
-            .checked_mul(10)
-            .and_then(|n| n.checked_add(i64::from(b - b'0')))
-            .ok_or(Fail::from(ErrorKind::TimestampOutOfRange))?;
-        i += 1;
     }
     let int_digits = i;
     let mut frac_ns: i64 = 0;
@@ -746,9 +1109,8 @@ fn decimal_seconds(tok: &[u8], opts: &ParseOptions) -> Result<Option<i64>, Fail>
     if i != digits.len() || (int_digits == 0 && frac_digits == 0) {
         return Ok(None);
     }
-    for _ in frac_digits..9 {
-        frac_ns *= 10;
-    }
+    // Scale to nanoseconds: at most 9 digits were kept.
+    frac_ns *= POW10_I64.get(9 - frac_digits).copied().unwrap_or(1);
     // Carbon: `int(ts) == -1` means now, so -1.5 does too.
     if negative && int_part == 1 {
         return Ok(Some(opts.default_timestamp_ns));

@@ -566,3 +566,73 @@ fn a_line_past_the_series_key_limit_is_rejected_and_the_others_kept() {
         "unable to parse 'a.b;k=vv 2 2': series key too long (max 7 bytes)"
     );
 }
+
+/// Parse `input` in one call, and each line in a call of its own into one
+/// batch: the tags reused from line to line must change nothing, the
+/// batch's bytes included.
+#[track_caller]
+fn same_as_line_by_line(p: &mut Parser, limits: conflux_core::metric::Limits, input: &str) {
+    let o = opts();
+    let mut whole = Batch::new();
+    whole.set_limits(limits);
+    let mut whole_errors = Vec::new();
+    let n = p.parse(input.as_bytes(), &o, &mut whole, &mut whole_errors);
+
+    let mut single = Batch::new();
+    single.set_limits(limits);
+    let mut single_errors = Vec::new();
+    let mut stored = 0;
+    for (i, line) in input.split_inclusive('\n').enumerate() {
+        let mut errors = Vec::new();
+        stored += p.parse(line.as_bytes(), &o, &mut single, &mut errors);
+        single_errors.extend(errors.into_iter().map(|mut e| {
+            e.line = i + 1;
+            e
+        }));
+    }
+    assert_eq!(whole_errors, single_errors, "{input:?}");
+    assert_eq!(n, stored, "{input:?}");
+    assert_eq!(whole, single, "{input:?}");
+    assert_eq!(whole.arena_bytes(), single.arena_bytes(), "{input:?}");
+}
+
+#[test]
+fn repeated_tags_give_what_each_line_gives_alone() {
+    let unlimited = conflux_core::metric::Limits::default();
+    let templated = Arc::new(Templates::new(".", &["measurement.field".to_owned()]).unwrap());
+    for input in [
+        // The usual shape: one measurement's fields, then another's.
+        "cpu.user;host=a;cpu=cpu0 1.5 1700000000\n\
+         cpu.system;host=a;cpu=cpu0 2 1700000000\n\
+         cpu.idle;host=a;cpu=cpu0 97.5 1700000000\n\
+         mem.used;host=a 3 1700000000\n\
+         mem.free;host=a 4 1700000000\n",
+        // A refused line between, for its value, its name, its time.
+        "a;x=1;y=2 1 1700000000\nb;x=1;y=2 nan 1700000000\nc;x=1;y=2 3 1700000000\n",
+        "a;x=1;y=2 1 1700000000\n~;x=1;y=2 2 1700000000\nc;x=1;y=2 3 1700000000\n",
+        "a;x=1;y=2 1 1700000000\nb;x=1;y=2 2 x\nc;x=1;y=2 3 1700000000\n",
+        // Repeated keys (the last wins), `name` tags, `~` names, tags out of order.
+        "a;x=1;x=2;y=2 1\nb;x=1;x=2;y=2 2\nc;x=1;x=2;y=2 3\n",
+        "a;name=z;x=1 1\nb;name=z;x=1 2\n~c;name=z;x=1 3\n",
+        "a;z=1;y=2;x=3 1\nb;z=1;y=2;x=3 2\n",
+        // Invalid tags, repeated; a plain path and an OpenMetrics one between.
+        "a;x 1\nb;x 2\nc;x=1 3\n",
+        "a;x=1 1\nplain.path 2\nb;x=1 3\nc{x=\"1\"} 4\nd;x=1 5\n",
+        // Another tag set between two with the same.
+        "a;x=1 1\nb;y=1 2\nc;x=1 3\n",
+    ] {
+        same_as_line_by_line(&mut Parser::default(), unlimited, input);
+        same_as_line_by_line(&mut Parser::new(templated.clone()), unlimited, input);
+    }
+    // The batch's limits: a longer name passes the series key limit where the
+    // one before did not, and the other way round.
+    let limits = conflux_core::metric::Limits {
+        max_tags: 8,
+        max_series_key_bytes: 14,
+    };
+    same_as_line_by_line(
+        &mut Parser::default(),
+        limits,
+        "a;host=web01 1\nabcd;host=web01 2\nb;host=web01 3\n",
+    );
+}

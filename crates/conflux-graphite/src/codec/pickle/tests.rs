@@ -571,3 +571,44 @@ fn items_past_the_limits_are_skipped_and_the_others_kept() {
         ]
     );
 }
+
+#[test]
+fn items_repeating_tags_give_what_each_gives_alone() {
+    let items = [
+        ("cpu.user;host=a;cpu=cpu0", 1, 1.5),
+        ("cpu.system;host=a;cpu=cpu0", 2, 2.0),
+        ("~;host=a;cpu=cpu0", 3, 3.0),
+        ("cpu.idle;host=a;cpu=cpu0", 4, 4.0),
+        ("mem.used;host=a;host=b", 5, 5.0),
+        ("mem.free;host=a;host=b", 6, 6.0),
+        ("plain", 7, 7.0),
+        ("mem.total;host=a;host=b", 8, 8.0),
+    ];
+    let mut whole = Batch::new();
+    let mut whole_errors = Vec::new();
+    let opts = ParseOptions::new(NOW);
+    let n = parse_pickle(&protocol2(&items), &opts, &mut whole, &mut whole_errors).unwrap();
+    let mut single = Batch::new();
+    let mut single_errors = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let mut errors = Vec::new();
+        // Two items: a frame of one is written another way.
+        parse_pickle(
+            &protocol2(&[*item, ("x", 0, f64::NAN)]),
+            &opts,
+            &mut single,
+            &mut errors,
+        )
+        .unwrap();
+        single_errors.extend(errors.into_iter().filter(|e| e.line == 1).map(|mut e| {
+            e.line = i + 1;
+            e.message = e.message.replacen("item 1", &format!("item {}", i + 1), 1);
+            e
+        }));
+    }
+    assert_eq!(whole_errors, single_errors);
+    assert_eq!(n, single.len());
+    assert_eq!(whole, single);
+    assert_eq!(whole.arena_bytes(), single.arena_bytes());
+    assert_eq!(n, 7);
+}

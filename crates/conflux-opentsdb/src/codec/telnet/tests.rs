@@ -863,3 +863,88 @@ fn opentsdbs_own_tag_limit_answers_first() {
         "put: illegal argument: Too many tags: 3 maximum allowed: 2"
     );
 }
+
+// ---- lines that repeat the tags of the line before ----
+
+/// Parse `input` in one call, and each line in a call of its own into one
+/// batch: the tags reused from line to line must change nothing, the
+/// batch's bytes included.
+#[track_caller]
+fn same_as_line_by_line(opts: &ParseOptions, limits: conflux_core::metric::Limits, input: &str) {
+    let mut whole = Batch::new();
+    whole.set_limits(limits);
+    let mut whole_events = Vec::new();
+    let whole_summary = parse(input.as_bytes(), opts, &mut whole, &mut whole_events);
+
+    let mut single = Batch::new();
+    single.set_limits(limits);
+    let mut single_events = Vec::new();
+    let mut stored = 0;
+    for (i, line) in input.split_inclusive('\n').enumerate() {
+        let mut events = Vec::new();
+        stored += parse(line.as_bytes(), opts, &mut single, &mut events).metrics;
+        single_events.extend(events.into_iter().map(|e| match e {
+            Event::Error(mut e) => {
+                e.line = i + 1;
+                Event::Error(e)
+            }
+            Event::Command { command, .. } => Event::Command {
+                line: i + 1,
+                command,
+            },
+        }));
+    }
+    assert_eq!(whole_events, single_events, "{input:?}");
+    assert_eq!(whole_summary.metrics, stored, "{input:?}");
+    assert_eq!(whole, single, "{input:?}");
+    assert_eq!(whole.arena_bytes(), single.arena_bytes(), "{input:?}");
+}
+
+#[test]
+fn repeated_tags_give_what_each_line_gives_alone() {
+    let unlimited = conflux_core::metric::Limits::default();
+    let specials = ParseOptions {
+        special_chars: ":".into(),
+        ..ParseOptions::default()
+    };
+    for input in [
+        // The usual shape: one measurement's fields, then another's.
+        "put cpu.user 1700000000 1.5 host=a cpu=cpu0\n\
+         put cpu.system 1700000000 2 host=a cpu=cpu0\n\
+         put cpu.idle 1700000000 97.5 host=a cpu=cpu0\n\
+         put mem.used 1700000000 3 host=a\n\
+         put mem.free 1700000000 4 host=a\n",
+        // A refused line in between, for its value, its metric, its time.
+        "put a 1700000000 1 x=1 y=2\nput b 1700000000 NaN x=1 y=2\nput c 1700000000 3 x=1 y=2\n",
+        "put a 1700000000 1 x=1 y=2\nput b:c 1700000000 2 x=1 y=2\nput c 1700000000 3 x=1 y=2\n",
+        "put a 1700000000 1 x=1 y=2\nput b 0 2 x=1 y=2\nput c 1700000000 3 x=1 y=2\n",
+        // Repeated keys: the same value (kept once), another value (refused).
+        "put a 1700000000 1 x=1 x=1 y=2\nput b 1700000000 2 x=1 x=1 y=2\nput c 1700000000 3 x=1 x=1 y=2\n",
+        "put a 1700000000 1 x=1 x=2\nput b 1700000000 2 x=1 x=2\n",
+        // Tags out of order, odd spacing, no tags, an invalid tag.
+        "put a 1700000000 1 z=1  y=2 x=3 \nput b 1700000000 2 z=1  y=2 x=3 \n",
+        "put a 1700000000 1\nput b 1700000000 2\nput c 1700000000 3 x=1\n",
+        "put a 1700000000 1 x=1 y\nput b 1700000000 2 x=1 y\nput c 1700000000 3 x=1\n",
+        // Another command between, `puts`, `putm`, and a line of another
+        // tag set between two with the same.
+        "put a 1700000000 1 x=1\nversion\nput b 1700000000 2 x=1\n",
+        "puts a 1700000000 s x=1\nputm b 1700000000000 2 x=1\nput c 1700000000 3 x=1\n",
+        "put a 1700000000 1 x=1\nput b 1700000000 2 y=1\nput c 1700000000 3 x=1\n",
+        // Special characters and non-ASCII letters in the tags.
+        "put a 1700000000 1 url=http://h:80/ é=数\nput b 1700000000 2 url=http://h:80/ é=数\n",
+    ] {
+        same_as_line_by_line(&ParseOptions::default(), unlimited, input);
+        same_as_line_by_line(&specials, unlimited, input);
+    }
+    // The batch's limits: a longer metric passes the series key limit where
+    // the one before did not, and the other way round.
+    let limits = conflux_core::metric::Limits {
+        max_tags: 8,
+        max_series_key_bytes: 14,
+    };
+    same_as_line_by_line(
+        &ParseOptions::default(),
+        limits,
+        "put a 1700000000 1 host=web01\nput abcd 1700000000 2 host=web01\nput b 1700000000 3 host=web01\n",
+    );
+}
