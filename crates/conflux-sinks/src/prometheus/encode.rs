@@ -228,43 +228,6 @@ fn read_field<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
     Some(payload)
 }
 
-/// Whether two metrics have the same tags.
-fn same_tags(a: &MetricRef<'_>, b: &MetricRef<'_>) -> bool {
-    let (ta, tb) = (a.tags(), b.tags());
-    ta.len() == tb.len()
-        && ta.zip(tb).all(|((ka, va), (kb, vb))| {
-            short_eq(ka.as_bytes(), kb.as_bytes()) && short_eq(va.as_bytes(), vb.as_bytes())
-        })
-}
-
-/// Equality of byte strings: overlapping word loads for the short strings
-/// tags are made of, where a `memcmp` call would cost more than the
-/// comparison.
-#[inline]
-fn short_eq(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    let word = |s: &[u8], at: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&s[at..at + 8]);
-        u64::from_le_bytes(w)
-    };
-    let half = |s: &[u8], at: usize| {
-        let mut w = [0u8; 4];
-        w.copy_from_slice(&s[at..at + 4]);
-        u32::from_le_bytes(w)
-    };
-    match n {
-        0 => true,
-        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
-        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
-        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
-        _ => a == b,
-    }
-}
-
 /// Whether `s` is a Prometheus label name as it is, so that Telegraf's
 /// sanitizer leaves it unchanged.
 fn is_label_name(s: &str) -> bool {
@@ -543,7 +506,7 @@ impl Encoder {
             match mi.checked_sub(1).map(|p| &metrics[p]) {
                 // Agents send the fields of one measurement as lines in a
                 // row with the same tags: its labels are encoded already.
-                Some(prev) if same_tags(prev, m) => {
+                Some(prev) if prev.same_tags(m) => {
                     let last = self.metrics[mi - 1];
                     self.metrics.push(last);
                 }
@@ -1486,21 +1449,6 @@ mod tests {
                     series(&[("__name__", "m_7")], &[(3.0, MS)]),
                 ]
             );
-        }
-    }
-
-    proptest! {
-        #[test]
-        fn short_eq_is_equality(a in prop::collection::vec(0u8..3, 0..40), flip in any::<prop::sample::Index>()) {
-            prop_assert!(short_eq(&a, &a.clone()));
-            if !a.is_empty() {
-                let mut b = a.clone();
-                b[flip.index(a.len())] ^= 4;
-                prop_assert!(!short_eq(&a, &b));
-            }
-            let mut longer = a.clone();
-            longer.push(0);
-            prop_assert!(!short_eq(&a, &longer));
         }
     }
 
