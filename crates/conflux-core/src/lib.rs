@@ -6,6 +6,7 @@
 //! - [`metric`]: `Metric`, `Value`, and `Batch` (an arena of many metrics).
 //! - [`naming`]: series names, sanitizers and value rules for single-value sinks.
 //! - [`time`]: precisions, seconds-or-milliseconds rules, Go-style durations.
+//! - [`digits`]: reading decimal digits eight at a time, exact powers of ten.
 //! - [`filter`]: per-sink `inputs`, `namepass`/`namedrop`, `tagpass`/`tagdrop`.
 //! - [`pipeline`]: `Ingest` (submit and acknowledge), per-sink queues, `BatchView`.
 //! - [`component`]: the context handed to listeners.
@@ -13,6 +14,7 @@
 //! - [`telemetry`]: the names of every self-metric.
 
 pub mod component;
+pub mod digits;
 pub mod filter;
 pub mod metric;
 pub mod naming;

@@ -1,0 +1,120 @@
+//! Reading decimal digits fast, for the parsers of every dialect: numbers
+//! are most of a Graphite or OpenTSDB line's bytes.
+
+/// Powers of ten, all exact as f64 (10^22 is the largest that is): with a
+/// mantissa below 2^53, one division by one of them rounds once, correctly
+/// (Clinger's fast path).
+pub const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// The digits at the start of `b` appended to `acc` (wrapping: callers
+/// bound the count), and how many there were.
+///
+/// Eight at a time (SWAR) when `b` holds eight bytes: timestamps and
+/// values are 10 to 17 digits, and a byte loop spends most of its time on
+/// its own bookkeeping.
+#[inline(always)]
+pub fn leading_digits(b: &[u8], mut acc: u64) -> (u64, usize) {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    /// 10^0 to 10^8.
+    const POW: [u64; 9] = [
+        1,
+        10,
+        100,
+        1_000,
+        10_000,
+        100_000,
+        1_000_000,
+        10_000_000,
+        100_000_000,
+    ];
+    let mut i = 0;
+    if b.len() < 8 {
+        while let Some(&c) = b.get(i) {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            acc = acc.wrapping_mul(10).wrapping_add(u64::from(d));
+            i += 1;
+        }
+        return (acc, i);
+    }
+    let load = |at: usize| {
+        b.get(at..)
+            .and_then(<[u8]>::first_chunk::<8>)
+            .map_or(0, |c| u64::from_le_bytes(*c))
+    };
+    while i < b.len() {
+        let rest = b.len() - i;
+        // Past the last eight bytes: the last eight, shifted so that zero
+        // bytes (no digits) stand past the end.
+        let x = if rest >= 8 {
+            load(i)
+        } else {
+            load(b.len() - 8) >> (8 * (8 - rest))
+        };
+        // Non-zero in each byte that is no digit (its high nibble is not 3,
+        // or adding 6 carries into it); a carry only runs up from a byte
+        // that is no digit itself, so the lowest mark is exact.
+        let other = ((x & (LO * 0xF0)) ^ (LO * 0x30))
+            | ((x.wrapping_add(LO * 0x06) & (LO * 0xF0)) ^ (LO * 0x30));
+        let k = if other == 0 {
+            8
+        } else {
+            (other.trailing_zeros() / 8) as usize
+        };
+        if k == 0 {
+            break;
+        }
+        // The k digits' values in the top bytes, zeros (leading zero digits)
+        // below: borrows only run up from bytes that are no digits.
+        let d = x.wrapping_sub(LO * u64::from(b'0')) << (8 * (8 - k));
+        // Eight digits to a number, first digit in the lowest byte.
+        let d = d.wrapping_mul(10).wrapping_add(d >> 8);
+        let lo = (d & 0x0000_00FF_0000_00FF).wrapping_mul(100 + (1_000_000 << 32));
+        let hi = ((d >> 16) & 0x0000_00FF_0000_00FF).wrapping_mul(1 + (10_000 << 32));
+        acc = acc
+            .wrapping_mul(POW[k])
+            .wrapping_add(lo.wrapping_add(hi) >> 32);
+        i += k;
+        if k < 8 {
+            break;
+        }
+    }
+    (acc, i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        /// What a byte loop gives, for any bytes and any start value.
+        #[test]
+        fn leading_digits_reads_what_a_byte_loop_reads(
+            b in proptest::collection::vec(proptest::sample::select(b"0123456789./:e-9 ".to_vec()), 0..40),
+            acc in 0u64..1000,
+        ) {
+            let mut want = acc;
+            let mut n = 0;
+            for &c in &b {
+                if !c.is_ascii_digit() {
+                    break;
+                }
+                want = want.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+                n += 1;
+            }
+            proptest::prop_assert_eq!(leading_digits(&b, acc), (want, n));
+        }
+    }
+
+    #[test]
+    fn powers_of_ten_are_exact() {
+        for (i, p) in POW10.iter().enumerate() {
+            assert_eq!(*p, format!("1e{i}").parse::<f64>().unwrap());
+        }
+    }
+}
