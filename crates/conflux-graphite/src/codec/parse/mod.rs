@@ -474,19 +474,7 @@ impl Parser {
                 Some(b'=') if eq.is_none() => eq = Some(i),
                 Some(b'!' | b'^') if eq.is_none() => bad_key = true,
                 Some(b';') | None => {
-                    let Some(e) = eq else {
-                        return Err(ErrorKind::InvalidTag.into());
-                    };
-                    // Carbon's `validateTagAndValue`, in its order.
-                    if e == start || e + 1 == i {
-                        return Err(ErrorKind::InvalidTag.into());
-                    }
-                    if bad_key {
-                        return Err(ErrorKind::InvalidTagKey.into());
-                    }
-                    if bytes[e + 1] == b'~' {
-                        return Err(ErrorKind::InvalidTagValue.into());
-                    }
+                    let e = carbon_tag(bytes, start, eq, i, bad_key)?;
                     if &bytes[start..e] != b"name" {
                         self.tags.push((Src::path(start, e), Src::path(e + 1, i)));
                     }
@@ -585,6 +573,32 @@ impl Parser {
 
 /// [`Parser::metric`] for a plain path without templates: the whole path
 /// is the name.
+/// Carbon's `validateTagAndValue`, in its order, on the tag `bytes[start..end]`
+/// whose first `=` is at `eq` (`bad_key`: its key holds `!` or `^`);
+/// returns where the `=` is.
+#[inline]
+fn carbon_tag(
+    bytes: &[u8],
+    start: usize,
+    eq: Option<usize>,
+    end: usize,
+    bad_key: bool,
+) -> Result<usize, Fail> {
+    let Some(e) = eq else {
+        return Err(ErrorKind::InvalidTag.into());
+    };
+    if e == start || e + 1 == end {
+        return Err(ErrorKind::InvalidTag.into());
+    }
+    if bad_key {
+        return Err(ErrorKind::InvalidTagKey.into());
+    }
+    if bytes.get(e + 1) == Some(&b'~') {
+        return Err(ErrorKind::InvalidTagValue.into());
+    }
+    Ok(e)
+}
+
 fn plain_metric(path: &str, value: f64, ts: i64, batch: &mut Batch) -> Result<(), Fail> {
     if path.is_empty() {
         return Err(ErrorKind::MissingName.into());
@@ -645,19 +659,7 @@ fn carbon_region_tags<'a>(
                 // The `;` the region starts with.
                 Some(b';') if i == 0 => {}
                 Some(b';') | None => {
-                    let Some(e) = eq else {
-                        return Err(ErrorKind::InvalidTag.into());
-                    };
-                    // Carbon's `validateTagAndValue`, in its order.
-                    if e == start || e + 1 == i {
-                        return Err(ErrorKind::InvalidTag.into());
-                    }
-                    if bad_key {
-                        return Err(ErrorKind::InvalidTagKey.into());
-                    }
-                    if bytes.get(e + 1) == Some(&b'~') {
-                        return Err(ErrorKind::InvalidTagValue.into());
-                    }
+                    let e = carbon_tag(bytes, start, eq, i, bad_key)?;
                     // Cuts next to `;` or `=` (ASCII), or at the end: on char
                     // boundaries; past the `=` by `strip_prefix`, which needs
                     // no check.
