@@ -293,6 +293,9 @@ struct Rec {
     timestamp: i64,
     /// Time to live in seconds for targets that store it (KairosDB); 0 = none.
     ttl: u32,
+    /// Its tags are a copy of those of the metric before it in the batch
+    /// ([`MetricBuilder::repeat_last_tags`] and nothing else).
+    repeats_tags: bool,
 }
 
 /// Many metrics in one arena. Shared between sinks as `Arc<Batch>`.
@@ -421,6 +424,7 @@ impl Batch {
             ttl: 0,
             limits,
             sorted_tags: 0,
+            repeated: false,
             finished: false,
         }
     }
@@ -526,6 +530,8 @@ pub struct MetricBuilder<'b> {
     /// ([`MetricBuilder::repeat_last_tags`]): when they are all the tags,
     /// `finish` need not look.
     sorted_tags: usize,
+    /// [`MetricBuilder::repeat_last_tags`] added the first tags.
+    repeated: bool,
     finished: bool,
 }
 
@@ -571,6 +577,7 @@ impl MetricBuilder<'_> {
         let Some(last) = b.metrics.last() else {
             return false;
         };
+        self.repeated = b.tags.len() == self.mark.tags;
         let recs = last.tags_start as usize..last.tags_end as usize;
         // The tags' bytes, in the order they were added: from the first
         // key to the end of the last value.
@@ -655,6 +662,8 @@ impl MetricBuilder<'_> {
     ) -> Result<(), MetricError> {
         self.check_and_normalize(dups)?;
         let b = &mut *self.batch;
+        // The copied tags and no other: those of the metric before.
+        let repeats_tags = self.repeated && self.sorted_tags == b.tags.len() - self.mark.tags;
         b.metrics.push(Rec {
             name: self.name,
             tags_start: self.mark.tags as u32,
@@ -663,6 +672,7 @@ impl MetricBuilder<'_> {
             fields_end: b.fields.len() as u32,
             timestamp: timestamp_ns,
             ttl: self.ttl,
+            repeats_tags,
         });
         self.finished = true;
         Ok(())
@@ -878,6 +888,15 @@ impl<'a> MetricRef<'a> {
     /// [`MetricBuilder::repeat_last_tags`]): their spans are compared as
     /// numbers and their bytes as one block, without slicing a string per tag.
     pub fn same_tags(&self, other: &MetricRef<'_>) -> bool {
+        // `other` comes right after this metric in the same batch and took
+        // its tags: known without looking (addresses compared, not read).
+        let next = (self.rec as *const Rec as usize).wrapping_add(std::mem::size_of::<Rec>());
+        if other.rec.repeats_tags
+            && std::ptr::eq(self.batch, other.batch)
+            && other.rec as *const Rec as usize == next
+        {
+            return true;
+        }
         let a = self.tags().recs;
         let b = other.tags().recs;
         if a.len() != b.len() {
@@ -1445,6 +1464,47 @@ mod tests {
             .collect();
         assert!(untagged.get(0).same_tags(&untagged.get(1)));
         assert!(!untagged.get(0).same_tags(&b.get(0)));
+        // Metric 1 copied the tags of metric 0, and only it is marked so;
+        // the mark is used only from the metric right before it.
+        let marked: Vec<bool> = b.iter().map(|r| r.rec.repeats_tags).collect();
+        assert_eq!(marked, [false, true, false, false, false, false, false]);
+        assert!(!same(5, 1) && !same(1, 5) && !same(3, 1));
+    }
+
+    #[test]
+    fn only_copied_tags_and_nothing_else_mark_a_metric_as_repeating() {
+        let mut b = Batch::new();
+        b.push(&m("a").tag("host", "x").field("v", 1.0)).unwrap();
+        // Copied, then another tag: not the tags before.
+        let mut mb = b.metric("b");
+        mb.repeat_last_tags();
+        mb.tag("dc", "y").field("v", Value::Int(1));
+        mb.finish(0).unwrap();
+        // A tag, then the copy (which then holds the copy and more).
+        let mut mb = b.metric("c");
+        mb.tag("zone", "z");
+        mb.repeat_last_tags();
+        mb.field("v", Value::Int(1));
+        mb.finish(0).unwrap();
+        // No tags and no copy after a tagged metric.
+        b.push(&m("d").field("v", 1.0)).unwrap();
+        // The copy alone.
+        let mut mb = b.metric("e");
+        mb.repeat_last_tags();
+        mb.field("v", Value::Int(1));
+        mb.finish(0).unwrap();
+        let marked: Vec<bool> = b.iter().map(|r| r.rec.repeats_tags).collect();
+        assert_eq!(marked, [false, false, false, false, true]);
+        let same: Vec<bool> = (1..b.len())
+            .map(|i| b.get(i - 1).same_tags(&b.get(i)))
+            .collect();
+        assert_eq!(same, [false, false, false, true]);
+        // The spool's wire form does not carry the mark; the tags still compare.
+        let mut bytes = Vec::new();
+        wire::encode(b.len(), b.iter(), &mut bytes);
+        let back = wire::decode(&bytes).unwrap();
+        assert!(back.iter().all(|r| !r.rec.repeats_tags));
+        assert!(back.get(3).same_tags(&back.get(4)));
     }
 
     #[test]
