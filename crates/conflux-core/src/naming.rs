@@ -308,15 +308,14 @@ pub fn sanitize_opentsdb(s: &str, out: &mut String) {
     }
 }
 
-/// `first_ok` and `rest_ok` accept ASCII only, so the common case (a name
-/// already valid) is checked on bytes, without decoding UTF-8; generic, not
-/// `fn` pointers, so that the checks inline (this runs for every label of
-/// every metric a prometheus sink sends).
+/// `first_ok` accepts ASCII only and `rest_map` keeps only ASCII bytes,
+/// so the common case (a name already valid) is checked on bytes, without
+/// decoding UTF-8; generic, not a `fn` pointer, so that the check inlines
+/// (this runs for every label of every metric a prometheus sink sends).
 fn prometheus_sanitize(
     s: &str,
     out: &mut String,
     first_ok: impl Fn(char) -> bool,
-    rest_ok: impl Fn(char) -> bool,
     rest_map: &[u8; 256],
 ) {
     let bytes = s.as_bytes();
@@ -325,7 +324,7 @@ fn prometheus_sanitize(
     };
     // A byte of a multi-byte character is not ASCII, and `as char` maps it
     // to a non-ASCII character `first_ok` refuses; `rest_map` maps every
-    // non-ASCII byte to `_`, so it keeps only the bytes `rest_ok` accepts.
+    // non-ASCII byte to `_`, so it keeps only the ASCII bytes it allows.
     if first_ok(first as char) && rest.iter().all(|&b| rest_map[usize::from(b)] == b) {
         out.push_str(s);
         return;
@@ -356,6 +355,7 @@ fn prometheus_sanitize(
         }
         return;
     }
+    let rest_ok = |c: char| c.is_ascii() && rest_map[c as usize] == c as u8;
     prometheus_sanitize_chars(s, out, first_ok, rest_ok);
 }
 
@@ -411,20 +411,13 @@ pub fn sanitize_prometheus_name(s: &str, out: &mut String) {
         s,
         out,
         |c| c.is_ascii_alphabetic() || c == '_' || c == ':',
-        |c| c.is_ascii_alphanumeric() || c == '_' || c == ':',
         &NAME_MAP,
     );
 }
 
 /// A Prometheus label name, sanitized as Telegraf does.
 pub fn sanitize_prometheus_label(s: &str, out: &mut String) {
-    prometheus_sanitize(
-        s,
-        out,
-        |c| c.is_ascii_alphabetic() || c == '_',
-        |c| c.is_ascii_alphanumeric() || c == '_',
-        &LABEL_MAP,
-    );
+    prometheus_sanitize(s, out, |c| c.is_ascii_alphabetic() || c == '_', &LABEL_MAP);
 }
 
 #[cfg(test)]
@@ -547,7 +540,7 @@ mod tests {
             );
             for (first, rest, map) in [name, label] {
                 let mut fast = prefix.clone();
-                prometheus_sanitize(&s, &mut fast, first, rest, map);
+                prometheus_sanitize(&s, &mut fast, first, map);
                 // The function as it was before the byte paths: a valid name
                 // as it is, else the character loop.
                 let mut general = prefix.clone();

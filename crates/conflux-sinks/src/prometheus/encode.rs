@@ -271,9 +271,9 @@ struct Names {
 /// Lookups over which the hit rate of a [`Names`] is judged.
 const NAME_ROUND: u32 = 1024;
 
+/// An empty slot has an empty `metric`, which no metric has.
 #[derive(Default)]
 struct NameSlot {
-    used: bool,
     metric: String,
     field: String,
     /// The series name; `None` when it came out empty.
@@ -322,10 +322,9 @@ impl Names {
         h.write_u8(0xff);
         h.write(field.as_bytes());
         let slot = &mut self.slots[h.finish() as usize & (NAME_SLOTS - 1)];
-        if slot.used && slot.metric == name && slot.field == field {
+        if slot.metric == name && slot.field == field {
             self.hits += 1;
         } else {
-            slot.used = true;
             slot.metric.clear();
             slot.metric.push_str(name);
             slot.field.clear();

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use conflux_core::metric::DuplicateTags;
 use conflux_core::{Batch, MetricError, Value};
 
-use conflux_core::digits::{POW10, leading_digits};
+use conflux_core::digits::{POW10, POW10_U64, leading_digits};
 use conflux_core::quote::unable_to_parse;
 
 use super::error::{ErrorKind, LineError};
@@ -956,20 +956,6 @@ fn fast_float(tok: &[u8]) -> Option<f64> {
 
 const NANOS: i64 = 1_000_000_000;
 
-/// 10^0 to 10^9.
-const POW10_I64: [i64; 10] = [
-    1,
-    10,
-    100,
-    1_000,
-    10_000,
-    100_000,
-    1_000_000,
-    10_000_000,
-    100_000_000,
-    1_000_000_000,
-];
-
 /// A timestamp token: float seconds, `N`, `-1`.
 pub(crate) fn parse_timestamp(tok: &[u8], opts: &ParseOptions) -> Result<i64, Fail> {
     if tok == b"N" {
@@ -1029,7 +1015,7 @@ fn decimal_seconds(tok: &[u8], opts: &ParseOptions) -> Result<Option<i64>, Fail>
         return Ok(None);
     }
     // Scale to nanoseconds: at most 9 digits were kept.
-    frac_ns *= POW10_I64.get(9 - frac_digits).copied().unwrap_or(1);
+    frac_ns *= POW10_U64.get(9 - frac_digits).map_or(1, |&p| p as i64);
     // Carbon: `int(ts) == -1` means now, so -1.5 does too.
     if negative && int_part == 1 {
         return Ok(Some(opts.default_timestamp_ns));
