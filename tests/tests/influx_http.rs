@@ -260,6 +260,45 @@ fn credentials_are_checked_on_writes_and_queries_only() {
 }
 
 #[test]
+fn a_refused_write_leaves_its_connection_usable() {
+    // hyper closes a connection whose request body was left unread; a
+    // client that reuses it (the InfluxDB client's health check after a
+    // refused write) then races the close. The refused body is read first.
+    let d = daemon(r#"credentials = [{ token = "tok" }]"#);
+    let mut c = TcpStream::connect(d.addr("influx")).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let body = "m v=1 1\n".repeat(2000);
+    write!(
+        c,
+        "POST /api/v2/write?bucket=b HTTP/1.1\r\nHost: x\r\nAuthorization: Token nope\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    // The body after the head, as a client's write can arrive: the
+    // refusal is decided before it is there.
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = c.write_all(body.as_bytes());
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let text = |got: &[u8]| String::from_utf8_lossy(got).into_owned();
+    while !text(&got).contains("unauthorized") {
+        let n = std::io::Read::read(&mut c, &mut buf).unwrap();
+        assert!(n > 0, "closed before the 401: {}", text(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(text(&got).starts_with("HTTP/1.1 401"), "{}", text(&got));
+    write!(c, "GET /ping HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    got.clear();
+    while !text(&got).contains("\r\n\r\n") {
+        let n = std::io::Read::read(&mut c, &mut buf).unwrap_or(0);
+        assert!(n > 0, "the connection closed after the 401");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(text(&got).starts_with("HTTP/1.1 204"), "{}", text(&got));
+    assert_eq!(stored(d), "");
+}
+
+#[test]
 fn unknown_paths_are_404_and_wrong_methods_405() {
     let d = daemon("");
     assert_eq!(get(&d, "/nope").status, 404);

@@ -27,7 +27,7 @@ use conflux_core::pipeline::SubmitError;
 use conflux_core::time::{Precision, now_ns};
 use conflux_net::allow::AllowList;
 use conflux_net::counters::ListenerCounters;
-use conflux_net::http::auth::{AuthOutcome, Authenticator, credential_problems, query_param};
+use conflux_net::http::auth::{Authenticator, credential_problems, query_param};
 use conflux_net::http::{
     BodyBudget, BodyError, BodyOptions, HttpConfig, Request, Response, Router, collect_body,
     handler_fn,
@@ -585,9 +585,9 @@ async fn write(s: Arc<Shared>, api: Api, req: Request) -> Response {
         return conflux_net::http::empty(StatusCode::NO_CONTENT);
     }
     let (parts, body) = req.into_parts();
-    if s.auth.check(&parts) != AuthOutcome::Allowed {
+    let Some(body) = s.auth.admit(&parts, body).await else {
         return unauthorized(api);
-    }
+    };
     let q = parts.uri.query().unwrap_or("");
     let param = |k: &str| query_param(q, k).filter(|v| !v.is_empty());
     let (db, rp, precision) = match api {
@@ -797,9 +797,9 @@ fn database_name(rest: &str) -> Option<String> {
 
 async fn query(s: Arc<Shared>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    if s.auth.check(&parts) != AuthOutcome::Allowed {
+    let Some(body) = s.auth.admit(&parts, body).await else {
         return unauthorized(Api::V1);
-    }
+    };
     let q = match query_text(&parts, body).await {
         Ok(q) => q,
         Err(resp) => return resp,

@@ -23,7 +23,7 @@ use conflux_core::metric::Limits;
 use conflux_core::pipeline::SubmitError;
 use conflux_net::allow::AllowList;
 use conflux_net::counters::ListenerCounters;
-use conflux_net::http::auth::{AuthOutcome, Authenticator, credential_problems};
+use conflux_net::http::auth::{Authenticator, credential_problems};
 use conflux_net::http::{
     BodyBudget, BodyError, BodyOptions, BoxFuture, HttpConfig, Request, Response, Router,
     collect_body, handler_fn, response,
@@ -337,9 +337,9 @@ fn bad_request(errors: &[ParseError], summary: &Summary) -> Response {
 
 async fn datapoints(s: Arc<Shared>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    if s.auth.check(&parts) != AuthOutcome::Allowed {
+    let Some(body) = s.auth.admit(&parts, body).await else {
         return unauthorized();
-    }
+    };
     let opts = BodyOptions {
         // KairosDB before 1.3 took gzip only as `Content-Type: application/gzip`.
         gzip_content_type: true,

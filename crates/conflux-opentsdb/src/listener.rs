@@ -36,9 +36,7 @@ use conflux_core::time::SecondsOrMillis;
 use conflux_net::allow::AllowList;
 use conflux_net::conn::{Acceptor, sniff_byte};
 use conflux_net::counters::ListenerCounters;
-use conflux_net::http::auth::{
-    AuthOutcome, Authenticator, Credential, credential_problems, query_param,
-};
+use conflux_net::http::auth::{Authenticator, Credential, credential_problems, query_param};
 use conflux_net::http::{
     BodyError, BodyOptions, HttpConfig, HttpService, Request, Response, Router, collect_body,
     handler_fn,
@@ -620,7 +618,7 @@ async fn put(s: Arc<Shared>, req: Request) -> Response {
         return method_not_allowed(req.method());
     }
     let (parts, body) = req.into_parts();
-    if s.auth.check(&parts) != AuthOutcome::Allowed {
+    let Some(body) = s.auth.admit(&parts, body).await else {
         let mut resp = error(
             StatusCode::UNAUTHORIZED,
             "Unauthorized",
@@ -631,7 +629,7 @@ async fn put(s: Arc<Shared>, req: Request) -> Response {
             HeaderValue::from_static("Basic realm=\"OpenTSDB\""),
         );
         return resp;
-    }
+    };
     let q = parts.uri.query().unwrap_or("");
     // OpenTSDB looks at whether the flags are present, not at their values.
     let details = query_param(q, "details").is_some();

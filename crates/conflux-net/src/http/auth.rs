@@ -111,6 +111,20 @@ impl Authenticator {
         self.users.is_empty() && self.tokens.is_empty()
     }
 
+    /// `body` back when the request's credentials are accepted; else
+    /// `None`, with the body drained ([`super::drain`]) so that the
+    /// connection stays usable for the client's next request.
+    pub async fn admit<B>(&self, parts: &Parts, body: B) -> Option<B>
+    where
+        B: http_body::Body + Unpin,
+    {
+        if self.check(parts) == AuthOutcome::Allowed {
+            return Some(body);
+        }
+        super::drain(body).await;
+        None
+    }
+
     /// Check the credentials of a request. Basic and `u`/`p` match a user;
     /// `Bearer` matches a token; `Token` matches a token, or a user in
     /// InfluxDB 1's `Token user:password` form.

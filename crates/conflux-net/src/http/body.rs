@@ -210,6 +210,37 @@ impl BodyOptions {
     }
 }
 
+/// The most a refused request's body is read for [`drain`]: Go's net/http
+/// (InfluxDB's server) reads as much before it reuses a connection.
+pub const DRAIN_BYTES: usize = 256 * 1024;
+
+/// How long [`drain`] reads at most.
+pub const DRAIN_WAIT: Duration = Duration::from_secs(1);
+
+/// Read and drop the body of a request answered without it (refused
+/// credentials), up to [`DRAIN_BYTES`] within [`DRAIN_WAIT`]. hyper closes a
+/// connection whose request body was left unread, and a client that reuses
+/// the connection for its next request (the InfluxDB client's health check
+/// after a refused write) races that close and sees a reset. A larger or
+/// slower body still closes the connection.
+pub async fn drain<B>(mut body: B)
+where
+    B: Body + Unpin,
+{
+    let _ = tokio::time::timeout(DRAIN_WAIT, async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                seen += bytes::Buf::remaining(data);
+                if seen > DRAIN_BYTES {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+}
+
 /// Read and decode the whole body of `req`, at most `limit` bytes raw and
 /// decompressed. Returns the request head and the decoded body (the
 /// `Content-Encoding` header stays in the head as the client sent it).

@@ -37,7 +37,9 @@ mod body;
 mod router;
 mod watch;
 
-pub use body::{BodyBudget, BodyError, BodyOptions, collect_body, read_body, read_body_with};
+pub use body::{
+    BodyBudget, BodyError, BodyOptions, collect_body, drain, read_body, read_body_with,
+};
 pub use router::{RouteConflict, Router};
 
 /// A request as handlers receive it.
