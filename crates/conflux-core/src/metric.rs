@@ -293,9 +293,6 @@ struct Rec {
     timestamp: i64,
     /// Time to live in seconds for targets that store it (KairosDB); 0 = none.
     ttl: u32,
-    /// Its tags are a copy of those of the metric before it in the batch
-    /// ([`MetricBuilder::repeat_last_tags`] and nothing else).
-    repeats_tags: bool,
 }
 
 /// Many metrics in one arena. Shared between sinks as `Arc<Batch>`.
@@ -424,7 +421,7 @@ impl Batch {
             ttl: 0,
             limits,
             sorted_tags: 0,
-            repeated: false,
+            shared: None,
             finished: false,
         }
     }
@@ -530,8 +527,10 @@ pub struct MetricBuilder<'b> {
     /// ([`MetricBuilder::repeat_last_tags`]): when they are all the tags,
     /// `finish` need not look.
     sorted_tags: usize,
-    /// [`MetricBuilder::repeat_last_tags`] added the first tags.
-    repeated: bool,
+    /// The tag records of the metric before, which this one takes as they
+    /// are ([`MetricBuilder::repeat_last_tags`] and no other tag): nothing
+    /// is copied, and metrics that share records have the same tags.
+    shared: Option<(u32, u32)>,
     finished: bool,
 }
 
@@ -539,6 +538,9 @@ impl MetricBuilder<'_> {
     /// Add a tag. Order does not matter: tags are sorted in `finish`.
     #[inline(always)]
     pub fn tag(&mut self, key: &str, value: &str) -> &mut Self {
+        if self.shared.is_some() {
+            self.unshare();
+        }
         let b = &mut *self.batch;
         // One capacity check for both strings, so that the two copies below
         // never reallocate (the hot path of every tagged parser).
@@ -562,23 +564,44 @@ impl MetricBuilder<'_> {
         self
     }
 
-    /// Add the tags of the metric last added to the batch, copied in one go:
-    /// for parsers whose lines repeat the tags of the line before, as agents
-    /// send the fields of one measurement. Returns `false`, adding nothing,
-    /// when the batch holds no metric.
+    /// Add the tags of the metric last added to the batch: for parsers whose
+    /// lines repeat the tags of the line before, as agents send the fields
+    /// of one measurement. Returns `false`, adding nothing, when the batch
+    /// holds no metric.
     ///
-    /// The batch then holds what adding those tags again with
-    /// [`MetricBuilder::tag`] in the order they were first added would give,
-    /// provided they were added in a row and none was dropped as a repeated
-    /// key; otherwise the copied string bytes include those of the dropped
-    /// tags (the metric itself is the same).
+    /// The metric then reads as if those tags had been added again with
+    /// [`MetricBuilder::tag`]. When they are its only tags, it shares the
+    /// tag records of the metric before instead of copying them (so the
+    /// batch's [`Batch::arena_bytes`] stays smaller), and
+    /// [`MetricRef::same_tags`] knows the two alike without reading them.
     pub fn repeat_last_tags(&mut self) -> bool {
-        let b = &mut *self.batch;
-        let Some(last) = b.metrics.last() else {
+        let Some(last) = self.batch.metrics.last() else {
             return false;
         };
-        self.repeated = b.tags.len() == self.mark.tags;
-        let recs = last.tags_start as usize..last.tags_end as usize;
+        let range = (last.tags_start, last.tags_end);
+        if self.shared.is_none() && self.batch.tags.len() == self.mark.tags {
+            self.shared = Some(range);
+            return true;
+        }
+        self.unshare();
+        self.copy_tags(range);
+        true
+    }
+
+    /// Copy the shared tag records into the metric's own: another tag follows.
+    #[cold]
+    #[inline(never)]
+    fn unshare(&mut self) {
+        if let Some(range) = self.shared.take() {
+            self.copy_tags(range);
+        }
+    }
+
+    /// Append copies of the tag records `range` (a finished metric's) and
+    /// of their bytes.
+    fn copy_tags(&mut self, (start, end): (u32, u32)) {
+        let b = &mut *self.batch;
+        let recs = start as usize..end as usize;
         // The tags' bytes, in the order they were added: from the first
         // key to the end of the last value.
         let (lo, hi) = b.tags[recs.clone()]
@@ -588,7 +611,7 @@ impl MetricBuilder<'_> {
                 (lo.min(t.key.start as usize), hi.max(end))
             });
         if lo >= hi {
-            return true;
+            return;
         }
         let first = b.tags.len();
         // Spans start on char boundaries, so the range does.
@@ -604,7 +627,6 @@ impl MetricBuilder<'_> {
         if first == self.mark.tags {
             self.sorted_tags = b.tags.len() - first;
         }
-        true
     }
 
     /// Add a field. A later field with the same key replaces an earlier one.
@@ -636,7 +658,8 @@ impl MetricBuilder<'_> {
 
     /// Number of tags added so far.
     pub fn tag_count(&self) -> usize {
-        self.batch.tags.len() - self.mark.tags
+        let shared = self.shared.map_or(0, |(s, e)| (e - s) as usize);
+        self.batch.tags.len() - self.mark.tags + shared
     }
 
     /// Finish the metric, rejecting duplicate tag keys and a metric past the
@@ -662,17 +685,17 @@ impl MetricBuilder<'_> {
     ) -> Result<(), MetricError> {
         self.check_and_normalize(dups)?;
         let b = &mut *self.batch;
-        // The copied tags and no other: those of the metric before.
-        let repeats_tags = self.repeated && self.sorted_tags == b.tags.len() - self.mark.tags;
+        let (tags_start, tags_end) = self
+            .shared
+            .unwrap_or((self.mark.tags as u32, b.tags.len() as u32));
         b.metrics.push(Rec {
             name: self.name,
-            tags_start: self.mark.tags as u32,
-            tags_end: b.tags.len() as u32,
+            tags_start,
+            tags_end,
             fields_start: self.mark.fields as u32,
             fields_end: b.fields.len() as u32,
             timestamp: timestamp_ns,
             ttl: self.ttl,
-            repeats_tags,
         });
         self.finished = true;
         Ok(())
@@ -691,13 +714,20 @@ impl MetricBuilder<'_> {
         // duplicates. Parsers mostly hand over keys already in order: one pass
         // proving them non-empty and strictly increasing settles empty keys,
         // order and duplicates at once, mostly on the first bytes alone.
+        // Shared tags are a finished metric's: sorted and unique already.
         let tags = &b.tags[self.mark.tags..];
-        if self.sorted_tags != tags.len() && !strictly_sorted(b.arena.as_bytes(), tags) {
+        if self.shared.is_none()
+            && self.sorted_tags != tags.len()
+            && !strictly_sorted(b.arena.as_bytes(), tags)
+        {
             sort_tags(b, self.mark.tags, dups)?;
         }
 
         // Limits, on what is left after duplicates collapsed.
-        let tags = &b.tags[self.mark.tags..];
+        let tags = match self.shared {
+            Some((start, end)) => &b.tags[start as usize..end as usize],
+            None => &b.tags[self.mark.tags..],
+        };
         let limits = self.limits;
         if tags.len() > limits.max_tags {
             return Err(MetricError::TooManyTags {
@@ -706,7 +736,11 @@ impl MetricBuilder<'_> {
         }
         // The key is made of bytes interned since the mark plus `,` and `=`
         // per tag: when that bound fits, the key does, and no tag is read.
-        let bound = (b.arena.len() - self.mark.arena).saturating_add(2 * tags.len());
+        // Shared tags' bytes lie before the mark: their key is counted.
+        let bound = match self.shared {
+            Some(_) => usize::MAX,
+            None => (b.arena.len() - self.mark.arena).saturating_add(2 * tags.len()),
+        };
         if bound > limits.max_series_key_bytes {
             let key = tags.iter().fold(self.name.len as usize, |n, t| {
                 n.saturating_add(2 + t.key.len as usize + t.value.len as usize)
@@ -888,12 +922,11 @@ impl<'a> MetricRef<'a> {
     /// [`MetricBuilder::repeat_last_tags`]): their spans are compared as
     /// numbers and their bytes as one block, without slicing a string per tag.
     pub fn same_tags(&self, other: &MetricRef<'_>) -> bool {
-        // `other` comes right after this metric in the same batch and took
-        // its tags: known without looking (addresses compared, not read).
-        let next = (self.rec as *const Rec as usize).wrapping_add(std::mem::size_of::<Rec>());
-        if other.rec.repeats_tags
-            && std::ptr::eq(self.batch, other.batch)
-            && other.rec as *const Rec as usize == next
+        // The same tag records (shared by `repeat_last_tags`): known
+        // without reading a tag.
+        if std::ptr::eq(self.batch, other.batch)
+            && self.rec.tags_start == other.rec.tags_start
+            && self.rec.tags_end == other.rec.tags_end
         {
             return true;
         }
@@ -1420,7 +1453,11 @@ mod tests {
         mb.field("v", Value::Int(2));
         mb.finish(2).unwrap();
         assert_eq!(one_by_one, repeated);
-        assert_eq!(one_by_one.arena_bytes(), repeated.arena_bytes());
+        // The records are shared: no tag byte copied.
+        assert_eq!(
+            one_by_one.arena_bytes() - repeated.arena_bytes(),
+            "z1hostweb01a".len()
+        );
         assert_eq!(
             repeated.get(1).tags().collect::<Vec<_>>(),
             vec![("a", ""), ("host", "web01"), ("z", "1")]
@@ -1464,15 +1501,29 @@ mod tests {
             .collect();
         assert!(untagged.get(0).same_tags(&untagged.get(1)));
         assert!(!untagged.get(0).same_tags(&b.get(0)));
-        // Metric 1 copied the tags of metric 0, and only it is marked so;
-        // the mark is used only from the metric right before it.
-        let marked: Vec<bool> = b.iter().map(|r| r.rec.repeats_tags).collect();
-        assert_eq!(marked, [false, true, false, false, false, false, false]);
+        // Metric 1 took the tag records of metric 0, and only it.
+        assert_eq!(shared(&b), [false, true, false, false, false, false, false]);
         assert!(!same(5, 1) && !same(1, 5) && !same(3, 1));
+        // The spool's wire form gives each metric its own records; the tags
+        // still compare.
+        let mut bytes = Vec::new();
+        wire::encode(b.len(), b.iter(), &mut bytes);
+        let back = wire::decode(&bytes).unwrap();
+        assert_eq!(back, b);
+        assert_eq!(shared(&back), [false; 7]);
+        assert!(back.get(0).same_tags(&back.get(1)));
+    }
+
+    /// Per metric: whether it holds the tag records of the metric before.
+    fn shared(b: &Batch) -> Vec<bool> {
+        let range = |i: usize| (b.metrics[i].tags_start, b.metrics[i].tags_end);
+        (0..b.len())
+            .map(|i| i > 0 && range(i) == range(i - 1))
+            .collect()
     }
 
     #[test]
-    fn only_copied_tags_and_nothing_else_mark_a_metric_as_repeating() {
+    fn only_copied_tags_and_nothing_else_are_shared() {
         let mut b = Batch::new();
         b.push(&m("a").tag("host", "x").field("v", 1.0)).unwrap();
         // Copied, then another tag: not the tags before.
@@ -1493,18 +1544,19 @@ mod tests {
         mb.repeat_last_tags();
         mb.field("v", Value::Int(1));
         mb.finish(0).unwrap();
-        let marked: Vec<bool> = b.iter().map(|r| r.rec.repeats_tags).collect();
-        assert_eq!(marked, [false, false, false, false, true]);
+        assert_eq!(shared(&b), [false, false, false, false, true]);
         let same: Vec<bool> = (1..b.len())
             .map(|i| b.get(i - 1).same_tags(&b.get(i)))
             .collect();
         assert_eq!(same, [false, false, false, true]);
-        // The spool's wire form does not carry the mark; the tags still compare.
-        let mut bytes = Vec::new();
-        wire::encode(b.len(), b.iter(), &mut bytes);
-        let back = wire::decode(&bytes).unwrap();
-        assert!(back.iter().all(|r| !r.rec.repeats_tags));
-        assert!(back.get(3).same_tags(&back.get(4)));
+        assert_eq!(
+            b.get(1).tags().collect::<Vec<_>>(),
+            [("dc", "y"), ("host", "x")]
+        );
+        assert_eq!(
+            b.get(2).tags().collect::<Vec<_>>(),
+            [("dc", "y"), ("host", "x"), ("zone", "z")]
+        );
     }
 
     #[test]
@@ -1561,6 +1613,35 @@ mod tests {
         mb.field("v", Value::Int(1));
         mb.finish(0).unwrap();
         assert_eq!(b.get(1).tags().collect::<Vec<_>>(), vec![("a", "2")]);
+        // Shared tags count against the limits: the key of a longer name
+        // over them is too long; so are more tags under narrower limits.
+        let mut l = limited(usize::MAX, 6);
+        l.push(&m("t").tag("a", "1").field("v", 1.0)).unwrap();
+        let mut mb = l.metric("longer");
+        mb.repeat_last_tags();
+        mb.field("v", Value::Int(1));
+        assert_eq!(mb.finish(0), Err(MetricError::SeriesKeyTooLong { max: 6 }));
+        let mut mb = l.metric("u");
+        assert!(mb.repeat_last_tags());
+        assert_eq!(mb.tag_count(), 1);
+        mb.field("v", Value::Int(1));
+        mb.finish(0).unwrap();
+        l.set_limits(Limits {
+            max_tags: 0,
+            ..l.limits()
+        });
+        let mut mb = l.metric("v");
+        mb.repeat_last_tags();
+        mb.field("v", Value::Int(1));
+        assert_eq!(mb.finish(0), Err(MetricError::TooManyTags { max: 0 }));
+        // Two copies: every key twice.
+        let mut mb = l.metric("w");
+        mb.repeat_last_tags();
+        mb.repeat_last_tags();
+        assert_eq!(mb.tag_count(), 2);
+        mb.field("v", Value::Int(1));
+        assert_eq!(mb.finish(0), Err(MetricError::DuplicateTag));
+        assert_eq!(l.len(), 2);
     }
 
     #[test]

@@ -170,7 +170,6 @@ pub fn decode(bytes: &[u8]) -> Result<Batch, WireError> {
             fields_end: b.fields.len() as u32,
             timestamp,
             ttl,
-            repeats_tags: false,
         });
     }
     if r.at != bytes.len() {

@@ -568,8 +568,8 @@ fn a_line_past_the_series_key_limit_is_rejected_and_the_others_kept() {
 }
 
 /// Parse `input` in one call, and each line in a call of its own into one
-/// batch: the tags reused from line to line must change nothing, the
-/// batch's bytes included.
+/// batch: the tags reused from line to line must change no metric, and
+/// shared rather than copied they can only save bytes.
 #[track_caller]
 fn same_as_line_by_line(p: &mut Parser, limits: conflux_core::metric::Limits, input: &str) {
     let o = opts();
@@ -593,7 +593,7 @@ fn same_as_line_by_line(p: &mut Parser, limits: conflux_core::metric::Limits, in
     assert_eq!(whole_errors, single_errors, "{input:?}");
     assert_eq!(n, stored, "{input:?}");
     assert_eq!(whole, single, "{input:?}");
-    assert_eq!(whole.arena_bytes(), single.arena_bytes(), "{input:?}");
+    assert!(whole.arena_bytes() <= single.arena_bytes(), "{input:?}");
 }
 
 #[test]

@@ -867,8 +867,8 @@ fn opentsdbs_own_tag_limit_answers_first() {
 // ---- lines that repeat the tags of the line before ----
 
 /// Parse `input` in one call, and each line in a call of its own into one
-/// batch: the tags reused from line to line must change nothing, the
-/// batch's bytes included.
+/// batch: the tags reused from line to line must change no metric, and
+/// shared rather than copied they can only save bytes.
 #[track_caller]
 fn same_as_line_by_line(opts: &ParseOptions, limits: conflux_core::metric::Limits, input: &str) {
     let mut whole = Batch::new();
@@ -897,7 +897,7 @@ fn same_as_line_by_line(opts: &ParseOptions, limits: conflux_core::metric::Limit
     assert_eq!(whole_events, single_events, "{input:?}");
     assert_eq!(whole_summary.metrics, stored, "{input:?}");
     assert_eq!(whole, single, "{input:?}");
-    assert_eq!(whole.arena_bytes(), single.arena_bytes(), "{input:?}");
+    assert!(whole.arena_bytes() <= single.arena_bytes(), "{input:?}");
 }
 
 #[test]
