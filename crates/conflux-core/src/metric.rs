@@ -293,6 +293,9 @@ struct Rec {
     timestamp: i64,
     /// Time to live in seconds for targets that store it (KairosDB); 0 = none.
     ttl: u32,
+    /// At least the series-key bytes of its tags (`,k=v` each), saturating:
+    /// a metric that shares them checks its key length without reading them.
+    tags_key: u32,
 }
 
 /// Many metrics in one arena. Shared between sinks as `Arc<Batch>`.
@@ -515,6 +518,15 @@ struct Mark {
     fields: usize,
 }
 
+/// The tag records a builder shares: those of a finished metric.
+#[derive(Clone, Copy)]
+struct Shared {
+    start: u32,
+    end: u32,
+    /// That metric's [`Rec::tags_key`].
+    key: u32,
+}
+
 /// Adds one metric to a [`Batch`]; see [`Batch::metric`].
 pub struct MetricBuilder<'b> {
     batch: &'b mut Batch,
@@ -530,7 +542,7 @@ pub struct MetricBuilder<'b> {
     /// The tag records of the metric before, which this one takes as they
     /// are ([`MetricBuilder::repeat_last_tags`] and no other tag): nothing
     /// is copied, and metrics that share records have the same tags.
-    shared: Option<(u32, u32)>,
+    shared: Option<Shared>,
     finished: bool,
 }
 
@@ -578,13 +590,17 @@ impl MetricBuilder<'_> {
         let Some(last) = self.batch.metrics.last() else {
             return false;
         };
-        let range = (last.tags_start, last.tags_end);
+        let shared = Shared {
+            start: last.tags_start,
+            end: last.tags_end,
+            key: last.tags_key,
+        };
         if self.shared.is_none() && self.batch.tags.len() == self.mark.tags {
-            self.shared = Some(range);
+            self.shared = Some(shared);
             return true;
         }
         self.unshare();
-        self.copy_tags(range);
+        self.copy_tags(shared);
         true
     }
 
@@ -592,14 +608,13 @@ impl MetricBuilder<'_> {
     #[cold]
     #[inline(never)]
     fn unshare(&mut self) {
-        if let Some(range) = self.shared.take() {
-            self.copy_tags(range);
+        if let Some(shared) = self.shared.take() {
+            self.copy_tags(shared);
         }
     }
 
-    /// Append copies of the tag records `range` (a finished metric's) and
-    /// of their bytes.
-    fn copy_tags(&mut self, (start, end): (u32, u32)) {
+    /// Append copies of a finished metric's tag records and of their bytes.
+    fn copy_tags(&mut self, Shared { start, end, .. }: Shared) {
         let b = &mut *self.batch;
         let recs = start as usize..end as usize;
         // The tags' bytes, in the order they were added: from the first
@@ -658,7 +673,7 @@ impl MetricBuilder<'_> {
 
     /// Number of tags added so far.
     pub fn tag_count(&self) -> usize {
-        let shared = self.shared.map_or(0, |(s, e)| (e - s) as usize);
+        let shared = self.shared.map_or(0, |s| (s.end - s.start) as usize);
         self.batch.tags.len() - self.mark.tags + shared
     }
 
@@ -683,11 +698,13 @@ impl MetricBuilder<'_> {
         timestamp_ns: i64,
         dups: DuplicateTags,
     ) -> Result<(), MetricError> {
-        self.check_and_normalize(dups)?;
+        let tags_key = self.check_and_normalize(dups)?;
         let b = &mut *self.batch;
         let (tags_start, tags_end) = self
             .shared
-            .unwrap_or((self.mark.tags as u32, b.tags.len() as u32));
+            .map_or((self.mark.tags as u32, b.tags.len() as u32), |s| {
+                (s.start, s.end)
+            });
         b.metrics.push(Rec {
             name: self.name,
             tags_start,
@@ -696,12 +713,14 @@ impl MetricBuilder<'_> {
             fields_end: b.fields.len() as u32,
             timestamp: timestamp_ns,
             ttl: self.ttl,
+            tags_key,
         });
         self.finished = true;
         Ok(())
     }
 
-    fn check_and_normalize(&mut self, dups: DuplicateTags) -> Result<(), MetricError> {
+    /// The checks of `finish`; returns the metric's [`Rec::tags_key`].
+    fn check_and_normalize(&mut self, dups: DuplicateTags) -> Result<u32, MetricError> {
         let b = &mut *self.batch;
         if b.arena.len() > u32::MAX as usize || b.fields.len() >= u32::MAX as usize {
             return Err(MetricError::BatchTooLarge);
@@ -725,7 +744,7 @@ impl MetricBuilder<'_> {
 
         // Limits, on what is left after duplicates collapsed.
         let tags = match self.shared {
-            Some((start, end)) => &b.tags[start as usize..end as usize],
+            Some(s) => &b.tags[s.start as usize..s.end as usize],
             None => &b.tags[self.mark.tags..],
         };
         let limits = self.limits;
@@ -734,23 +753,26 @@ impl MetricBuilder<'_> {
                 max: limits.max_tags,
             });
         }
-        // The key is made of bytes interned since the mark plus `,` and `=`
-        // per tag: when that bound fits, the key does, and no tag is read.
-        // Shared tags' bytes lie before the mark: their key is counted.
-        let bound = match self.shared {
-            Some(_) => usize::MAX,
-            None => (b.arena.len() - self.mark.arena).saturating_add(2 * tags.len()),
+        // The key is the name and its tags' part. Own tags' bytes were
+        // interned since the mark, after the name, and each adds `,` and
+        // `=`; shared ones come with their bound. When the bound fits, the
+        // key does, and no tag is read.
+        let name = self.name.len as usize;
+        let mut tags_key = match self.shared {
+            Some(s) => s.key as usize,
+            None => (b.arena.len() - self.mark.arena - name).saturating_add(2 * tags.len()),
         };
-        if bound > limits.max_series_key_bytes {
-            let key = tags.iter().fold(self.name.len as usize, |n, t| {
+        if name.saturating_add(tags_key) > limits.max_series_key_bytes {
+            tags_key = tags.iter().fold(0usize, |n, t| {
                 n.saturating_add(2 + t.key.len as usize + t.value.len as usize)
             });
-            if key > limits.max_series_key_bytes {
+            if name.saturating_add(tags_key) > limits.max_series_key_bytes {
                 return Err(MetricError::SeriesKeyTooLong {
                     max: limits.max_series_key_bytes,
                 });
             }
         }
+        let tags_key = u32::try_from(tags_key).unwrap_or(u32::MAX);
 
         // Fields: at least one, keys non-empty, a repeated key keeps the last value.
         let fields = &b.fields[self.mark.fields..];
@@ -781,7 +803,7 @@ impl MetricBuilder<'_> {
                 }
             }
         }
-        Ok(())
+        Ok(tags_key)
     }
 }
 
@@ -941,11 +963,13 @@ impl<'a> MetricRef<'a> {
         // Offsets from each metric's first key, wrapping: only compared.
         let (base_a, base_b) = (fa.key.start, fb.key.start);
         let (mut lo, mut hi) = (u32::MAX, 0u32);
+        let mut total = 0u64;
         let alike = a.iter().zip(b).all(|(x, y)| {
             for span in [x.key, x.value] {
                 let at = span.start.wrapping_sub(base_a);
                 lo = lo.min(at);
                 hi = hi.max(at.wrapping_add(span.len));
+                total += u64::from(span.len);
             }
             x.key.len == y.key.len
                 && x.value.len == y.value.len
@@ -963,12 +987,17 @@ impl<'a> MetricRef<'a> {
             // Equal blocks hold equal strings at equal offsets; a block that
             // also holds other bytes (a dropped repeated key) may differ
             // while the tags do not: then the tags are compared one by one.
+            // A block of the tags' bytes alone settles it either way.
             if let (Some(x), Some(y)) = (
                 block(self.batch, base_a, lo, hi),
                 block(other.batch, base_b, lo, hi),
-            ) && x == y
-            {
-                return true;
+            ) {
+                if x == y {
+                    return true;
+                }
+                if u64::from(hi - lo) == total {
+                    return false;
+                }
             }
         }
         self.tags().eq(other.tags())

@@ -123,6 +123,7 @@ pub fn decode(bytes: &[u8]) -> Result<Batch, WireError> {
         let timestamp = i64::from_le_bytes(r.array()?);
         let ttl = u32::try_from(r.varint()?).map_err(|_| WireError::Invalid("ttl"))?;
         let tags_start = b.tags.len();
+        let mut tags_key = 0u64;
         for _ in 0..r.varint()? {
             let key = r.string(&mut b.arena)?;
             let value = r.string(&mut b.arena)?;
@@ -134,6 +135,7 @@ pub fn decode(bytes: &[u8]) -> Result<Batch, WireError> {
             {
                 return Err(WireError::Invalid("tags out of order"));
             }
+            tags_key += 2 + u64::from(key.len) + u64::from(value.len);
             b.tags.push(TagRec { key, value });
         }
         let fields_start = b.fields.len();
@@ -170,6 +172,7 @@ pub fn decode(bytes: &[u8]) -> Result<Batch, WireError> {
             fields_end: b.fields.len() as u32,
             timestamp,
             ttl,
+            tags_key: u32::try_from(tags_key).unwrap_or(u32::MAX),
         });
     }
     if r.at != bytes.len() {

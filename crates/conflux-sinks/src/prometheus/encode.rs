@@ -144,7 +144,7 @@ impl<'a> Series<'a> {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Span {
     start: u32,
     len: u32,
@@ -258,6 +258,10 @@ const NAME_SLOTS: usize = 4096;
 /// capacity, so a miss costs copies, not an allocation; while most
 /// lookups miss (many distinct names, as Graphite paths), the table is left
 /// aside and names are made directly.
+///
+/// A slot also keeps the hash of its series name and where the name was
+/// put in the text of the batch being loaded, so that a name met again in
+/// the batch is neither hashed nor copied again.
 struct Names {
     slots: Vec<NameSlot>,
     hasher: foldhash::fast::RandomState,
@@ -266,6 +270,9 @@ struct Names {
     hits: u32,
     /// Names still to make without the table.
     bypass: u32,
+    /// The batch being loaded: a slot's `span` is of this batch's text
+    /// when its `batch` is this.
+    batch: u64,
 }
 
 /// Lookups over which the hit rate of a [`Names`] is judged.
@@ -278,6 +285,11 @@ struct NameSlot {
     field: String,
     /// The series name; `None` when it came out empty.
     series: Option<String>,
+    /// The hash of `series`.
+    hash: u64,
+    /// Where `series` is in the text of batch `batch`.
+    span: Span,
+    batch: u64,
 }
 
 impl Default for Names {
@@ -290,22 +302,32 @@ impl Default for Names {
             lookups: 0,
             hits: 0,
             bypass: 0,
+            batch: 1,
         }
     }
 }
 
 impl Names {
-    /// The series name of `field` of metric `name` (`None`: empty).
-    fn get<'a>(
-        &'a mut self,
+    /// Start loading a batch, whose text starts empty.
+    fn next_batch(&mut self) {
+        self.batch += 1;
+    }
+
+    /// The series name of `field` of metric `name`, in `text` (appended
+    /// there unless this batch has it already), and its hash; `None` when
+    /// it comes out empty.
+    fn get(
+        &mut self,
         naming: &Naming,
-        buf: &'a mut NameBuf,
+        buf: &mut NameBuf,
+        text: &mut String,
         name: &str,
         field: &str,
-    ) -> Option<&'a str> {
+    ) -> Option<(Span, u64)> {
         if self.bypass > 0 {
             self.bypass -= 1;
-            return naming.series_name(name, field, buf);
+            let series = naming.series_name(name, field, buf)?;
+            return Some((push(text, series), self.hasher.hash_one(series)));
         }
         self.lookups += 1;
         if self.lookups == NAME_ROUND {
@@ -329,6 +351,7 @@ impl Names {
             slot.metric.push_str(name);
             slot.field.clear();
             slot.field.push_str(field);
+            slot.batch = 0;
             match (naming.series_name(name, field, buf), &mut slot.series) {
                 (Some(series), Some(kept)) => {
                     kept.clear();
@@ -337,9 +360,24 @@ impl Names {
                 (Some(series), kept) => *kept = Some(series.to_owned()),
                 (None, kept) => *kept = None,
             }
+            if let Some(series) = &slot.series {
+                slot.hash = self.hasher.hash_one(series.as_str());
+            }
         }
-        slot.series.as_deref()
+        let series = slot.series.as_deref()?;
+        if slot.batch != self.batch {
+            slot.span = push(text, series);
+            slot.batch = self.batch;
+        }
+        Some((slot.span, slot.hash))
     }
+}
+
+/// The hash of a series: its labels' and its name's hashes, mixed (a
+/// folded multiply, as foldhash's).
+fn series_hash(labels: u64, name: u64) -> u64 {
+    let x = u128::from(labels ^ 0x243f_6a88_85a3_08d3) * u128::from(name ^ 0x1319_8a2e_0370_7344);
+    (x as u64) ^ ((x >> 64) as u64)
 }
 
 /// The map's keys are already well-mixed hashes.
@@ -496,6 +534,7 @@ impl Encoder {
     /// what it loaded (benchmarks and tests).
     pub fn load(&mut self, metrics: &[MetricRef<'_>]) -> Encoded {
         self.text.clear();
+        self.names.next_batch();
         self.labels.clear();
         self.encoded.clear();
         self.metrics.clear();
@@ -533,24 +572,22 @@ impl Encoder {
                         _ => f64::NAN,
                     },
                 };
-                let Some(series) =
-                    self.names
-                        .get(&self.naming, &mut self.name_buf, m.name(), field)
-                else {
+                let Some((name, name_hash)) = self.names.get(
+                    &self.naming,
+                    &mut self.name_buf,
+                    &mut self.text,
+                    m.name(),
+                    field,
+                ) else {
                     enc.skipped_invalid_name += 1;
                     continue;
                 };
-                let name = push(&mut self.text, series);
-                let mut h =
-                    foldhash::fast::FoldHasher::with_seed(self.metrics[mi].hash, &self.shared);
-                h.write(series.as_bytes());
-                let hash = h.finish();
                 self.points.push(Point {
                     metric: mi as u32,
                     name,
                     value,
                     ts_ms: m.timestamp().div_euclid(1_000_000),
-                    hash,
+                    hash: series_hash(self.metrics[mi].hash, name_hash),
                     group: 0,
                 });
                 wrote = true;
@@ -724,7 +761,8 @@ impl Encoder {
 
     fn same_series(&self, a: usize, b: usize) -> bool {
         let (pa, pb) = (&self.points[a], &self.points[b]);
-        if pa.hash != pb.hash || self.str(pa.name) != self.str(pb.name) {
+        // Names met again in a batch share one span of its text.
+        if pa.hash != pb.hash || (pa.name != pb.name && self.str(pa.name) != self.str(pb.name)) {
             return false;
         }
         if pa.metric == pb.metric {
@@ -1412,6 +1450,37 @@ mod tests {
                 series(&[("A", "b"), ("__name__", "m"), ("h_x", "a")], &[(3.0, MS)]),
             ]
         );
+    }
+
+    #[test]
+    fn names_met_again_in_a_batch_make_one_series_whatever_the_table_did() {
+        let mut enc = prom();
+        // Twice as many names as slots, each twice, 1 ms apart: slots are
+        // taken over before a name comes back, and the table is left aside
+        // in the middle of the batch.
+        let n = 2 * NAME_SLOTS;
+        let batch: Batch = (0..2 * n)
+            .map(|i| {
+                Metric::new(format!("m.{}", i % n))
+                    .tag("host", "a")
+                    .field("value", i as f64)
+                    .at(T + (i / n) as i64 * 1_000_000)
+            })
+            .collect();
+        for _ in 0..2 {
+            let (e, reqs) = run(&mut enc, &batch, usize::MAX);
+            assert_eq!((e.points, e.series), (2 * n, n));
+            for (i, s) in reqs[0].iter().enumerate() {
+                let name = format!("m_{i}");
+                assert_eq!(
+                    *s,
+                    series(
+                        &[("__name__", &name), ("host", "a")],
+                        &[(i as f64, MS), ((i + n) as f64, MS + 1)]
+                    )
+                );
+            }
+        }
     }
 
     #[test]
