@@ -330,33 +330,67 @@ fn prometheus_sanitize(
         return;
     }
     // Short ASCII names (most of them, e.g. `sys.cpu.user`): mapped on a
-    // stack buffer, one table load per byte, trimmed there, then appended once.
+    // stack buffer, sixteen bytes at a time, trimmed there, then appended
+    // once. Whether all is ASCII is learnt on the way (the high bits, ORed).
     let mut buf = [0u8; 256];
-    if s.is_ascii() && s.len() <= buf.len() {
+    if first.is_ascii() && s.len() <= buf.len() {
         let mut n = 0;
         if first_ok(first as char) {
             buf[0] = first;
             n = 1;
         }
-        for (d, &b) in buf[n..n + rest.len()].iter_mut().zip(rest) {
+        let colon = rest_map[usize::from(b':')] == b':';
+        let (blocks, tail) = rest.as_chunks::<16>();
+        let (out_blocks, out_tail) = buf[n..n + rest.len()].as_chunks_mut::<16>();
+        let mut high = 0u128;
+        for (d, b) in out_blocks.iter_mut().zip(blocks) {
+            high |= u128::from_le_bytes(*b);
+            *d = map_block(*b, colon);
+        }
+        for (d, &b) in out_tail.iter_mut().zip(tail) {
+            high |= u128::from(b);
             *d = rest_map[usize::from(b)];
         }
-        n += rest.len();
-        let mapped = &buf[..n];
-        let lead = mapped.iter().take_while(|&&b| b == b'_').count();
-        let trail = mapped[lead..]
-            .iter()
-            .rev()
-            .take_while(|&&b| b == b'_')
-            .count();
-        // ASCII in, ASCII out: always valid UTF-8.
-        if let Ok(t) = std::str::from_utf8(&mapped[lead..n - trail]) {
-            out.push_str(t);
+        if high & (u128::MAX / 0xff * 0x80) == 0 {
+            n += rest.len();
+            let mapped = &buf[..n];
+            let lead = mapped.iter().take_while(|&&b| b == b'_').count();
+            let trail = mapped[lead..]
+                .iter()
+                .rev()
+                .take_while(|&&b| b == b'_')
+                .count();
+            // ASCII in, ASCII out: always valid UTF-8.
+            if let Ok(t) = std::str::from_utf8(&mapped[lead..n - trail]) {
+                out.push_str(t);
+            }
+            return;
         }
-        return;
     }
     let rest_ok = |c: char| c.is_ascii() && rest_map[c as usize] == c as u8;
     prometheus_sanitize_chars(s, out, first_ok, rest_ok);
+}
+
+/// Sixteen ASCII bytes through [`prometheus_map`] at once: each byte that
+/// is no letter, digit, `_` (or, with `colon`, `:`) becomes `_`. A plain
+/// loop over an array, the shape the compiler turns into a few SIMD
+/// instructions (no `unsafe`): Graphite paths make names of 90 bytes, and
+/// a table load and a store per byte were a sixth of the work per point.
+#[inline(always)]
+fn map_block(block: [u8; 16], colon: bool) -> [u8; 16] {
+    let digits = if colon { 10 } else { 9 };
+    let mut out = [0u8; 16];
+    for (o, &c) in out.iter_mut().zip(&block) {
+        let digit = c.wrapping_sub(b'0') <= digits;
+        // `| 0x20` folds upper into lower case; `_` (0x5f) goes to 0x7f.
+        let letter = (c | 0x20).wrapping_sub(b'a') <= b'z' - b'a';
+        *o = if digit | letter | (c == b'_') {
+            c
+        } else {
+            b'_'
+        };
+    }
+    out
 }
 
 /// A byte to itself where it is an ASCII letter, digit, `_` or (with
@@ -525,7 +559,9 @@ mod tests {
         /// The short-ASCII path gives what the general one gives.
         #[test]
         fn prometheus_fast_path_matches_the_general_one(
-            s in "[a-z0-9_:.\\-]{0,270}|\\PC{0,20}",
+            // Paths, every ASCII byte (the word-at-a-time path's edges:
+            // `/`, `:`, `;`, `@`, `[`, `` ` ``, `{`, DEL), any character.
+            s in "[a-zA-Z0-9_:.\\-@\\[`{/]{0,270}|[\\x00-\\x7f]{0,40}|\\PC{0,20}",
             prefix in "[a-z]{0,3}",
         ) {
             let name = (

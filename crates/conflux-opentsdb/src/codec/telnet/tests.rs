@@ -948,3 +948,22 @@ fn repeated_tags_give_what_each_line_gives_alone() {
         "put a 1700000000 1 host=web01\nput abcd 1700000000 2 host=web01\nput b 1700000000 3 host=web01\n",
     );
 }
+
+proptest::proptest! {
+    /// The block check of a metric name, at every length around its block
+    /// sizes, agrees with the byte-by-byte rule.
+    #[test]
+    fn name_allowed_agrees_with_the_byte_rule(
+        name in proptest::collection::vec(
+            proptest::sample::select(b"aZ09-_./=: @\xc3\xa9~".to_vec()),
+            0..48,
+        ),
+        specials_text in proptest::sample::select(vec!["", ":", "@:", "~"]),
+    ) {
+        let sp = specials(specials_text);
+        let want = name.iter().all(|&c| {
+            c != b'=' && (opentsdb_byte(c) || c == b' ' || sp.contains(&c))
+        });
+        proptest::prop_assert_eq!(name_allowed(&name, &sp), want);
+    }
+}
