@@ -590,36 +590,22 @@ async fn write(s: Arc<Shared>, api: Api, req: Request) -> Response {
     };
     let q = parts.uri.query().unwrap_or("");
     let param = |k: &str| query_param(q, k).filter(|v| !v.is_empty());
-    let (db, rp, precision) = match api {
-        Api::V1 | Api::Kwdb => {
-            let Some(db) = param("db") else {
-                return error(
-                    api,
-                    StatusCode::BAD_REQUEST,
-                    "invalid",
-                    "database is required",
-                    None,
-                );
-            };
-            match precision_v1(param("precision").as_deref()) {
-                Ok(p) => (db, param("rp"), p),
-                Err(e) => return error(api, StatusCode::BAD_REQUEST, "invalid", &e, None),
-            }
-        }
-        Api::V2 => {
-            let Some(bucket) = param("bucket") else {
-                return error(
-                    api,
-                    StatusCode::BAD_REQUEST,
-                    "invalid",
-                    "bucket is required",
-                    None,
-                );
-            };
-            match precision_v2(param("precision").as_deref()) {
-                Ok(p) => (bucket, None, p),
-                Err(e) => return error(api, StatusCode::BAD_REQUEST, "invalid", &e, None),
-            }
+    let target = match api {
+        Api::V1 | Api::Kwdb => match param("db") {
+            None => Err("database is required".to_owned()),
+            Some(db) => precision_v1(param("precision").as_deref()).map(|p| (db, param("rp"), p)),
+        },
+        Api::V2 => match param("bucket") {
+            None => Err("bucket is required".to_owned()),
+            Some(bucket) => precision_v2(param("precision").as_deref()).map(|p| (bucket, None, p)),
+        },
+    };
+    let (db, rp, precision) = match target {
+        Ok(target) => target,
+        Err(e) => {
+            // Read first, so that the client can reuse the connection.
+            conflux_net::http::drain(body).await;
+            return error(api, StatusCode::BAD_REQUEST, "invalid", &e, None);
         }
     };
     let body: Bytes = match collect_body(
@@ -732,6 +718,9 @@ async fn query_text(
     body: hyper::body::Incoming,
 ) -> Result<String, Response> {
     if let Some(q) = query_param(parts.uri.query().unwrap_or(""), "q") {
+        // A body beside it is not read, but taken, so that the client
+        // can reuse the connection.
+        conflux_net::http::drain(body).await;
         return Ok(q.into_owned());
     }
     let form = parts

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use http::{HeaderValue, Method, StatusCode, header};
 
-use super::{BoxFuture, Handler, Request, Response, text};
+use super::{BoxFuture, Handler, Request, Response, drain, text};
 
 /// Two registrations claim the same path: another owner registered it
 /// already, or the same owner registered one of its methods twice.
@@ -145,14 +145,24 @@ impl Router {
         out
     }
 
-    /// Answer `req`: its handler's response, or 404 / 405.
+    /// Answer `req`: its handler's response, or 404 / 405 once its body is
+    /// read ([`drain`]: so that the client can reuse the connection).
     pub fn dispatch(&self, req: Request) -> BoxFuture<'static, Response> {
         let Some(routes) = self.routes.get(req.uri().path()) else {
-            return Box::pin(std::future::ready(not_found()));
+            return Box::pin(async move {
+                drain(req.into_body()).await;
+                not_found()
+            });
         };
         match routes.iter().find(|r| r.allows(req.method())) {
             Some(route) => route.handler.call(req),
-            None => Box::pin(std::future::ready(method_not_allowed(routes))),
+            None => {
+                let resp = method_not_allowed(routes);
+                Box::pin(async move {
+                    drain(req.into_body()).await;
+                    resp
+                })
+            }
         }
     }
 }
