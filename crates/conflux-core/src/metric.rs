@@ -277,6 +277,13 @@ struct TagRec {
     value: Span,
 }
 
+impl TagRec {
+    /// Its part of a series key: `,key=value`.
+    fn key_bytes(&self) -> usize {
+        2 + self.key.len as usize + self.value.len as usize
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct FieldRec {
     key: Span,
@@ -763,9 +770,9 @@ impl MetricBuilder<'_> {
             None => (b.arena.len() - self.mark.arena - name).saturating_add(2 * tags.len()),
         };
         if name.saturating_add(tags_key) > limits.max_series_key_bytes {
-            tags_key = tags.iter().fold(0usize, |n, t| {
-                n.saturating_add(2 + t.key.len as usize + t.value.len as usize)
-            });
+            tags_key = tags
+                .iter()
+                .fold(0usize, |n, t| n.saturating_add(t.key_bytes()));
             if name.saturating_add(tags_key) > limits.max_series_key_bytes {
                 return Err(MetricError::SeriesKeyTooLong {
                     max: limits.max_series_key_bytes,

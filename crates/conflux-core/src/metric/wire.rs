@@ -123,7 +123,7 @@ pub fn decode(bytes: &[u8]) -> Result<Batch, WireError> {
         let timestamp = i64::from_le_bytes(r.array()?);
         let ttl = u32::try_from(r.varint()?).map_err(|_| WireError::Invalid("ttl"))?;
         let tags_start = b.tags.len();
-        let mut tags_key = 0u64;
+        let mut tags_key = 0usize;
         for _ in 0..r.varint()? {
             let key = r.string(&mut b.arena)?;
             let value = r.string(&mut b.arena)?;
@@ -135,8 +135,9 @@ pub fn decode(bytes: &[u8]) -> Result<Batch, WireError> {
             {
                 return Err(WireError::Invalid("tags out of order"));
             }
-            tags_key += 2 + u64::from(key.len) + u64::from(value.len);
-            b.tags.push(TagRec { key, value });
+            let tag = TagRec { key, value };
+            tags_key = tags_key.saturating_add(tag.key_bytes());
+            b.tags.push(tag);
         }
         let fields_start = b.fields.len();
         for _ in 0..r.varint()? {

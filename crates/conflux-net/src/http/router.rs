@@ -148,22 +148,17 @@ impl Router {
     /// Answer `req`: its handler's response, or 404 / 405 once its body is
     /// read ([`drain`]: so that the client can reuse the connection).
     pub fn dispatch(&self, req: Request) -> BoxFuture<'static, Response> {
-        let Some(routes) = self.routes.get(req.uri().path()) else {
-            return Box::pin(async move {
-                drain(req.into_body()).await;
-                not_found()
-            });
+        let resp = match self.routes.get(req.uri().path()) {
+            None => not_found(),
+            Some(routes) => match routes.iter().find(|r| r.allows(req.method())) {
+                Some(route) => return route.handler.call(req),
+                None => method_not_allowed(routes),
+            },
         };
-        match routes.iter().find(|r| r.allows(req.method())) {
-            Some(route) => route.handler.call(req),
-            None => {
-                let resp = method_not_allowed(routes);
-                Box::pin(async move {
-                    drain(req.into_body()).await;
-                    resp
-                })
-            }
-        }
+        Box::pin(async move {
+            drain(req.into_body()).await;
+            resp
+        })
     }
 }
 

@@ -383,9 +383,9 @@ impl<'a> Parser<'_, 'a> {
 /// `specials`: then it needs no exact check. Never for a `=` (unless
 /// special), which [`delimiters`] lets through.
 ///
-/// Blocks overlap rather than being padded: checking a byte twice changes
-/// nothing, and the blocks are then fixed-size loads, not a copy of the
-/// tail (a `memcpy` call) per line.
+/// From eight bytes on, blocks overlap rather than being padded: checking a
+/// byte twice changes nothing, and the blocks are then fixed-size loads,
+/// not a copy of the tail (a `memcpy` call) per line.
 #[inline]
 fn name_allowed(b: &[u8], specials: &Specials) -> bool {
     let allowed = |block: [u8; 16]| {
@@ -403,8 +403,10 @@ fn name_allowed(b: &[u8], specials: &Specials) -> bool {
         block[8..].copy_from_slice(tail);
         return allowed(block);
     }
-    b.iter()
-        .all(|&c| c != b'=' && (opentsdb_byte(c) || c == b' ' || specials.contains(&c)))
+    // An allowed byte that is no delimiter pads a short name.
+    let mut block = [b'a'; 16];
+    block[..b.len()].copy_from_slice(b);
+    allowed(block)
 }
 
 /// `invalid tag: <word>` for the word `start..end` of `text`.
