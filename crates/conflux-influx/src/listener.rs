@@ -585,7 +585,7 @@ async fn write(s: Arc<Shared>, api: Api, req: Request) -> Response {
         return conflux_net::http::empty(StatusCode::NO_CONTENT);
     }
     let (parts, body) = req.into_parts();
-    let Some(body) = s.auth.admit(&parts, body).await else {
+    let Some(body) = s.auth.admit(&parts, body) else {
         return unauthorized(api);
     };
     let q = parts.uri.query().unwrap_or("");
@@ -602,11 +602,7 @@ async fn write(s: Arc<Shared>, api: Api, req: Request) -> Response {
     };
     let (db, rp, precision) = match target {
         Ok(target) => target,
-        Err(e) => {
-            // Read first, so that the client can reuse the connection.
-            conflux_net::http::drain(body).await;
-            return error(api, StatusCode::BAD_REQUEST, "invalid", &e, None);
-        }
+        Err(e) => return error(api, StatusCode::BAD_REQUEST, "invalid", &e, None),
     };
     let body: Bytes = match collect_body(
         &parts.headers,
@@ -715,12 +711,9 @@ async fn write(s: Arc<Shared>, api: Api, req: Request) -> Response {
 /// The `q` of a `/query` request: the query string first, then a form body.
 async fn query_text(
     parts: &http::request::Parts,
-    body: hyper::body::Incoming,
+    body: conflux_net::http::RequestBody,
 ) -> Result<String, Response> {
     if let Some(q) = query_param(parts.uri.query().unwrap_or(""), "q") {
-        // A body beside it is not read, but taken, so that the client
-        // can reuse the connection.
-        conflux_net::http::drain(body).await;
         return Ok(q.into_owned());
     }
     let form = parts
@@ -786,7 +779,7 @@ fn database_name(rest: &str) -> Option<String> {
 
 async fn query(s: Arc<Shared>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let Some(body) = s.auth.admit(&parts, body).await else {
+    let Some(body) = s.auth.admit(&parts, body) else {
         return unauthorized(Api::V1);
     };
     let q = match query_text(&parts, body).await {

@@ -337,7 +337,7 @@ fn bad_request(errors: &[ParseError], summary: &Summary) -> Response {
 
 async fn datapoints(s: Arc<Shared>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let Some(body) = s.auth.admit(&parts, body).await else {
+    let Some(body) = s.auth.admit(&parts, body) else {
         return unauthorized();
     };
     let opts = BodyOptions {

@@ -615,13 +615,10 @@ fn version(s: &Shared, req: &Request) -> Response {
 
 async fn put(s: Arc<Shared>, req: Request) -> Response {
     if req.method() != Method::POST {
-        let resp = method_not_allowed(req.method());
-        // Read first, so that the client can reuse the connection.
-        conflux_net::http::drain(req.into_body()).await;
-        return resp;
+        return method_not_allowed(req.method());
     }
     let (parts, body) = req.into_parts();
-    let Some(body) = s.auth.admit(&parts, body).await else {
+    let Some(body) = s.auth.admit(&parts, body) else {
         let mut resp = error(
             StatusCode::UNAUTHORIZED,
             "Unauthorized",

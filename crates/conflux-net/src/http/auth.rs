@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use super::RequestBody;
 use base64::Engine as _;
 use http::header;
 use http::request::Parts;
@@ -112,17 +113,11 @@ impl Authenticator {
     }
 
     /// `body` back when the request's credentials are accepted; else
-    /// `None`, with the body drained ([`super::drain`]) so that the
-    /// connection stays usable for the client's next request.
-    pub async fn admit<B>(&self, parts: &Parts, body: B) -> Option<B>
-    where
-        B: http_body::Body + Unpin,
-    {
-        if self.check(parts) == AuthOutcome::Allowed {
-            return Some(body);
-        }
-        super::drain(body).await;
-        None
+    /// `None`, with the body dropped, which drains it
+    /// ([`super::RequestBody`]) so that the connection stays usable for the
+    /// client's next request.
+    pub fn admit(&self, parts: &Parts, body: RequestBody) -> Option<RequestBody> {
+        (self.check(parts) == AuthOutcome::Allowed).then_some(body)
     }
 
     /// Check the credentials of a request. Basic and `u`/`p` match a user;

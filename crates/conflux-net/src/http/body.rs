@@ -12,15 +12,18 @@
 //! fails with [`BodyError::Busy`] (503, retry later).
 
 use std::io::{self, Write};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use flate2::write::MultiGzDecoder;
 use flate2::{Decompress, FlushDecompress, Status};
 use http::{HeaderMap, StatusCode, header, request::Parts};
-use http_body::Body;
+use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{Response, text};
@@ -217,13 +220,13 @@ pub const DRAIN_BYTES: usize = 256 * 1024;
 /// How long [`drain`] reads at most.
 pub const DRAIN_WAIT: Duration = Duration::from_secs(1);
 
-/// Read and drop the body of a request answered without it (refused
-/// credentials), up to [`DRAIN_BYTES`] within [`DRAIN_WAIT`]. hyper closes a
-/// connection whose request body was left unread, and a client that reuses
-/// the connection for its next request (the InfluxDB client's health check
-/// after a refused write) races that close and sees a reset. A larger or
-/// slower body still closes the connection.
-pub async fn drain<B>(mut body: B)
+/// Read and drop what is left of a body, up to [`DRAIN_BYTES`] within
+/// [`DRAIN_WAIT`]. hyper closes a connection whose request body was left
+/// unread, and a client that reuses the connection for its next request
+/// (the InfluxDB client's health check after a refused write) races that
+/// close and sees a reset. A larger or slower body still closes the
+/// connection.
+pub(crate) async fn drain<B>(mut body: B)
 where
     B: Body + Unpin,
 {
@@ -239,6 +242,70 @@ where
         }
     })
     .await;
+}
+
+/// The body of a request, as handlers receive it. Whatever a handler leaves
+/// unread (an answer given before the body: 401, 404, 405, a 400 on the
+/// query string) is read and dropped by a task of its own once the handler
+/// drops the body ([`drain`]), so the client keeps its connection; no
+/// handler has to remember to do it. A body announced larger than
+/// [`DRAIN_BYTES`] is not waited for: its connection closes.
+#[derive(Debug)]
+pub struct RequestBody {
+    inner: Option<Incoming>,
+    /// The body ended (or failed): nothing is left to drain.
+    done: bool,
+}
+
+impl RequestBody {
+    pub(crate) fn new(inner: Incoming) -> RequestBody {
+        RequestBody {
+            inner: Some(inner),
+            done: false,
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
+            this.done = true;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+    }
+}
+
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        if self.is_end_stream() || self.size_hint().lower() > DRAIN_BYTES as u64 {
+            return;
+        }
+        // Outside a runtime (no handler runs there) the body is dropped.
+        if let (Some(inner), Ok(rt)) = (self.inner.take(), tokio::runtime::Handle::try_current()) {
+            rt.spawn(drain(inner));
+        }
+    }
 }
 
 /// Read and decode the whole body of `req`, at most `limit` bytes raw and

@@ -23,6 +23,7 @@ use bytes::Bytes;
 use conflux_core::telemetry;
 use http::{HeaderValue, StatusCode, header};
 use http_body_util::Full;
+use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
@@ -38,12 +39,13 @@ mod router;
 mod watch;
 
 pub use body::{
-    BodyBudget, BodyError, BodyOptions, collect_body, drain, read_body, read_body_with,
+    BodyBudget, BodyError, BodyOptions, RequestBody, collect_body, read_body, read_body_with,
 };
 pub use router::{RouteConflict, Router};
 
-/// A request as handlers receive it.
-pub type Request = http::Request<hyper::body::Incoming>;
+/// A request as handlers receive it; what a handler leaves of its body is
+/// drained ([`RequestBody`]).
+pub type Request = http::Request<RequestBody>;
 
 /// A response: the whole body in one buffer.
 pub type Response = http::Response<Full<Bytes>>;
@@ -244,7 +246,8 @@ impl HttpService {
         let inner = self.inner.clone();
         let timeouts = (inner.idle_timeouts.clone(), inner.header_timeouts.clone());
         let conn_state = state.clone();
-        let service = hyper::service::service_fn(move |req: Request| {
+        let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+            let req = req.map(RequestBody::new);
             let in_flight = watch::InFlight::start(conn_state.clone());
             let fut = inner.router.dispatch(req);
             let inner = inner.clone();

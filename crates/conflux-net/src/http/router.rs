@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use http::{HeaderValue, Method, StatusCode, header};
 
-use super::{BoxFuture, Handler, Request, Response, drain, text};
+use super::{BoxFuture, Handler, Request, Response, text};
 
 /// Two registrations claim the same path: another owner registered it
 /// already, or the same owner registered one of its methods twice.
@@ -145,8 +145,8 @@ impl Router {
         out
     }
 
-    /// Answer `req`: its handler's response, or 404 / 405 once its body is
-    /// read ([`drain`]: so that the client can reuse the connection).
+    /// Answer `req`: its handler's response, or 404 / 405 (the body,
+    /// dropped unread, drains itself: [`super::RequestBody`]).
     pub fn dispatch(&self, req: Request) -> BoxFuture<'static, Response> {
         let resp = match self.routes.get(req.uri().path()) {
             None => not_found(),
@@ -155,10 +155,7 @@ impl Router {
                 None => method_not_allowed(routes),
             },
         };
-        Box::pin(async move {
-            drain(req.into_body()).await;
-            resp
-        })
+        Box::pin(std::future::ready(resp))
     }
 }
 

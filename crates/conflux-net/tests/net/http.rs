@@ -19,7 +19,7 @@ use crate::common::{counter, eventually, labels, localhost, within};
 const LIMIT: usize = 64 * 1024;
 
 /// `/ping` (GET, HEAD) → 204; `/write` (POST) → 200 echoing the decoded body;
-/// `/slow` (POST) → reports entry, waits on `gate`, then 200.
+/// `/early` (POST) → 202 without reading the body; `/slow` (POST) → reports entry, waits on `gate`, then 200.
 fn router(owner: &str, gate: Arc<Semaphore>, entered: mpsc::UnboundedSender<()>) -> Router {
     let mut r = Router::new();
     r.route(
@@ -39,6 +39,14 @@ fn router(owner: &str, gate: Arc<Semaphore>, entered: mpsc::UnboundedSender<()>)
                 Err(e) => e.to_response(),
             }
         }),
+    )
+    .unwrap();
+    // Answers before, and without, reading the body.
+    r.route(
+        "/early",
+        &[Method::POST],
+        owner,
+        handler_fn(|_req| async { empty(StatusCode::ACCEPTED) }),
     )
     .unwrap();
     r.route(
@@ -337,6 +345,58 @@ async fn keep_alive_serves_two_requests_on_one_connection() {
     assert_eq!((r2.status, r2.body.as_slice()), (200, &b"two\n"[..]));
     assert_eq!(counter(t::LISTENER_CONNECTIONS, "http_keepalive", &[]), 1);
     drop(c);
+    s.stop().await;
+}
+
+/// Send a request head, read its answer, and only then its body: the
+/// answer was given before the body arrived.
+async fn answer_before_body(c: &mut Conn, head: &str, body: &[u8]) -> Resp {
+    c.write_all(head.as_bytes()).await.unwrap();
+    c.flush().await.unwrap();
+    let r = within(read_response(c, false)).await;
+    c.write_all(body).await.unwrap();
+    c.flush().await.unwrap();
+    r
+}
+
+#[tokio::test]
+async fn a_body_left_unread_is_drained_and_the_connection_reused() {
+    let s = start("http_drain", HttpConfig::default()).await;
+    let ping = b"GET /ping HTTP/1.1\r\nHost: t\r\n\r\n";
+    let body = vec![b'x'; 64 * 1024];
+    let sized = format!(
+        "POST /early HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut chunked = format!("{:x}\r\n", body.len()).into_bytes();
+    chunked.extend_from_slice(&body);
+    chunked.extend_from_slice(b"\r\n0\r\n\r\n");
+    let mut c = connect(s.addr).await;
+    for (head, body) in [
+        // A handler's own early answer, the router's 404 and 405.
+        (sized.clone(), &body[..]),
+        (sized.replace("/early", "/nope"), &body[..]),
+        (sized.replace("/early", "/ping"), &body[..]),
+        (
+            "POST /early HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".to_owned(),
+            &chunked[..],
+        ),
+    ] {
+        let r = answer_before_body(&mut c, &head, body).await;
+        assert!(matches!(r.status, 202 | 404 | 405), "{head:?}: {r:?}");
+        let r = roundtrip(&mut c, ping).await;
+        assert_eq!(r.status, 204, "{head:?}, then /ping");
+    }
+    drop(c);
+    assert_eq!(counter(t::LISTENER_CONNECTIONS, "http_drain", &[]), 1);
+
+    // A body announced larger than what is drained is not waited for.
+    let mut c = connect(s.addr).await;
+    let head = "POST /early HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n";
+    c.write_all(head.as_bytes()).await.unwrap();
+    c.flush().await.unwrap();
+    assert_eq!(within(read_response(&mut c, false)).await.status, 202);
+    assert_closed(&mut c).await;
     s.stop().await;
 }
 
