@@ -584,7 +584,13 @@ impl Config {
             .iter()
             .filter_map(|k| Some(((*k).to_owned(), root.get(*k)?.clone())))
             .collect();
-        let log = section(root.remove("log"), "log", &mut problems);
+        let log: LogConfig = section(root.remove("log"), "log", &mut problems);
+        if let Err(e) = crate::logging::check_level(&log.level) {
+            problems.push(Problem {
+                at: "log.level".to_owned(),
+                message: format!("not a log filter: {e}"),
+            });
+        }
         let admin = section(root.remove("admin"), "admin", &mut problems);
         let daemon = section(root.remove("daemon"), "daemon", &mut problems);
 

@@ -193,6 +193,7 @@ async fn reload(running: &mut Running, source: &Source) -> anyhow::Result<()> {
         sinks_replaced = ?applied.sinks_replaced,
         sinks_refiltered = ?applied.sinks_refiltered,
         sinks_removed = ?applied.sinks_removed,
+        log_level = ?applied.log_level,
         "configuration reloaded"
     );
     Ok(())

@@ -118,6 +118,21 @@ pub struct Applied {
     pub sinks_refiltered: Vec<String>,
     /// Sinks removed.
     pub sinks_removed: Vec<String>,
+    /// The new log level, when it changed.
+    pub log_level: Option<String>,
+}
+
+/// The `[log]`, `[admin]` and `[daemon]` keys that only a restart applies:
+/// all but `log.level`.
+fn restart_keys(process_raw: &toml::Table) -> toml::Table {
+    let mut t = process_raw.clone();
+    if let Some(toml::Value::Table(log)) = t.get_mut("log") {
+        log.remove("level");
+        if log.is_empty() {
+            t.remove("log");
+        }
+    }
+    t
 }
 
 /// Keys a sink can change without a new queue or runner.
@@ -182,9 +197,9 @@ impl Running {
     /// Why `new` cannot be applied; the running configuration stays.
     pub async fn apply(&mut self, new: Config) -> anyhow::Result<Applied> {
         let mut applied = Applied::default();
-        if new.process_raw != self.cfg.process_raw {
+        if restart_keys(&new.process_raw) != restart_keys(&self.cfg.process_raw) {
             tracing::warn!(
-                "changes to [log], [admin] or [daemon] take effect at the next restart, not on reload"
+                "changes to [admin], [daemon] or the log format take effect at the next restart, not on reload"
             );
         }
 
@@ -326,6 +341,12 @@ impl Running {
         }
         self.cfg.listeners = new.listeners;
         self.cfg.sinks = new.sinks;
+        // Last: it cannot fail (the level was checked with the file).
+        if new.log.level != self.cfg.log.level {
+            crate::logging::set_level(&new.log.level);
+            applied.log_level = Some(new.log.level.clone());
+            self.cfg.log.level = new.log.level;
+        }
         Ok(applied)
     }
 
