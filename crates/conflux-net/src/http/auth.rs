@@ -8,11 +8,12 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use super::RequestBody;
 use base64::Engine as _;
 use http::header;
 use http::request::Parts;
 use serde::Deserialize;
+
+use super::RequestBody;
 
 /// One accepted credential of a listener (`[[listeners.NAME.credentials]]`):
 /// a user and password (Basic, `u`/`p`, `Token user:password`) or a token

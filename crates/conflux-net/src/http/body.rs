@@ -213,12 +213,12 @@ impl BodyOptions {
     }
 }
 
-/// The most a refused request's body is read for [`drain`]: Go's net/http
+/// The most of a body left unread that [`drain`] reads: Go's net/http
 /// (InfluxDB's server) reads as much before it reuses a connection.
-pub const DRAIN_BYTES: usize = 256 * 1024;
+pub(crate) const DRAIN_BYTES: usize = 256 * 1024;
 
 /// How long [`drain`] reads at most.
-pub const DRAIN_WAIT: Duration = Duration::from_secs(1);
+pub(crate) const DRAIN_WAIT: Duration = Duration::from_secs(1);
 
 /// Read and drop what is left of a body, up to [`DRAIN_BYTES`] within
 /// [`DRAIN_WAIT`]. hyper closes a connection whose request body was left
