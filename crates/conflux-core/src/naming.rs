@@ -203,25 +203,71 @@ impl Naming {
         field: &str,
         buf: &'b mut NameBuf,
     ) -> Option<&'b str> {
-        let bare = field == "value" && self.value_field == ValueField::Bare;
+        let raw = self.joined(name, field, &mut buf.raw);
+        let out: &str = if self.sanitizer == Sanitizer::None {
+            raw
+        } else {
+            buf.out.clear();
+            sanitize(self.sanitizer, raw, &mut buf.out);
+            &buf.out
+        };
+        (!out.is_empty()).then_some(out)
+    }
+
+    /// [`Naming::series_name`] appended to `out` as bytes; `false` (and
+    /// `out` as it was) when it comes out empty. For encoders that keep names
+    /// as bytes: a name with nothing to join is read where it is, and ASCII
+    /// just mapped is not checked for UTF-8 again.
+    pub fn append_series_name(
+        &self,
+        name: &str,
+        field: &str,
+        buf: &mut NameBuf,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let start = out.len();
+        let NameBuf { raw, out: scratch } = buf;
+        let whole = if self.prefix.is_empty() && self.is_bare(field) {
+            name
+        } else {
+            self.joined(name, field, raw)
+        };
+        match self.sanitizer {
+            Sanitizer::None => out.extend_from_slice(whole.as_bytes()),
+            Sanitizer::Prometheus => {
+                if !prometheus_sanitize_ascii(whole, out, is_name_start, &NAME_MAP) {
+                    scratch.clear();
+                    prometheus_sanitize_chars(whole, scratch, is_name_start, |c| {
+                        keeps_char(c, &NAME_MAP)
+                    });
+                    out.extend_from_slice(scratch.as_bytes());
+                }
+            }
+            other => {
+                scratch.clear();
+                sanitize(other, whole, scratch);
+                out.extend_from_slice(scratch.as_bytes());
+            }
+        }
+        out.len() > start
+    }
+
+    fn is_bare(&self, field: &str) -> bool {
+        field == "value" && self.value_field == ValueField::Bare
+    }
+
+    /// `prefix + name [+ separator + field]` in `raw`, which is reused.
+    fn joined<'b>(&self, name: &str, field: &str, raw: &'b mut String) -> &'b str {
         // Sanitizers look at the joined name (Telegraf sanitizes the whole
-        // string), so join first; both buffers are reused between calls.
-        let raw = &mut buf.raw;
+        // string), so join first.
         raw.clear();
         raw.push_str(&self.prefix);
         raw.push_str(name);
-        if !bare {
+        if !self.is_bare(field) {
             raw.push_str(&self.separator);
             raw.push_str(field);
         }
-        let out = if self.sanitizer == Sanitizer::None {
-            &buf.raw
-        } else {
-            buf.out.clear();
-            sanitize(self.sanitizer, &buf.raw, &mut buf.out);
-            &buf.out
-        };
-        (!out.is_empty()).then_some(out.as_str())
+        raw
     }
 
     /// The value a single-value target writes for `v`, or why it is skipped.
@@ -318,57 +364,100 @@ fn prometheus_sanitize(
     first_ok: impl Fn(char) -> bool,
     rest_map: &[u8; 256],
 ) {
-    let bytes = s.as_bytes();
-    let Some((&first, rest)) = bytes.split_first() else {
-        return;
-    };
-    // A byte of a multi-byte character is not ASCII, and `as char` maps it
-    // to a non-ASCII character `first_ok` refuses; `rest_map` maps every
-    // non-ASCII byte to `_`, so it keeps only the ASCII bytes it allows.
-    if first_ok(first as char) && rest.iter().all(|&b| rest_map[usize::from(b)] == b) {
+    // A valid name (the common case) as it is, without a round trip
+    // through bytes.
+    if s.as_bytes().first().is_some_and(|&b| first_ok(b as char)) && is_kept(s, rest_map) {
         out.push_str(s);
         return;
     }
-    // Short ASCII names (most of them, e.g. `sys.cpu.user`): mapped on a
-    // stack buffer, sixteen bytes at a time, trimmed there, then appended
-    // once. Whether all is ASCII is learnt on the way (the high bits, ORed).
-    let mut buf = [0u8; 256];
-    if first.is_ascii() && s.len() <= buf.len() {
-        let mut n = 0;
-        if first_ok(first as char) {
-            buf[0] = first;
-            n = 1;
-        }
-        let colon = rest_map[usize::from(b':')] == b':';
-        let (blocks, tail) = rest.as_chunks::<16>();
-        let (out_blocks, out_tail) = buf[n..n + rest.len()].as_chunks_mut::<16>();
-        let mut high = 0u128;
-        for (d, b) in out_blocks.iter_mut().zip(blocks) {
-            high |= u128::from_le_bytes(*b);
-            *d = map_block(*b, colon);
-        }
-        for (d, &b) in out_tail.iter_mut().zip(tail) {
-            high |= u128::from(b);
-            *d = rest_map[usize::from(b)];
-        }
-        if high & (u128::MAX / 0xff * 0x80) == 0 {
-            n += rest.len();
-            let mapped = &buf[..n];
-            let lead = mapped.iter().take_while(|&&b| b == b'_').count();
-            let trail = mapped[lead..]
-                .iter()
-                .rev()
-                .take_while(|&&b| b == b'_')
-                .count();
-            // ASCII in, ASCII out: always valid UTF-8.
-            if let Ok(t) = std::str::from_utf8(&mapped[lead..n - trail]) {
-                out.push_str(t);
+    let mut bytes = std::mem::take(out).into_bytes();
+    let done = prometheus_sanitize_ascii(s, &mut bytes, &first_ok, rest_map);
+    // What was there was a `String`, and what was added ASCII.
+    *out = String::from_utf8(bytes)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    if !done {
+        prometheus_sanitize_chars(s, out, first_ok, |c| keeps_char(c, rest_map));
+    }
+}
+
+/// Whether every byte after the first is one `rest_map` keeps.
+fn is_kept(s: &str, rest_map: &[u8; 256]) -> bool {
+    s.as_bytes()
+        .iter()
+        .skip(1)
+        .all(|&b| rest_map[usize::from(b)] == b)
+}
+
+fn keeps_char(c: char, rest_map: &[u8; 256]) -> bool {
+    c.is_ascii() && rest_map[c as usize] == c as u8
+}
+
+fn is_name_start(c: char) -> bool {
+    c.is_ascii_alphabetic() || c == '_' || c == ':'
+}
+
+/// An ASCII `s` sanitized onto the end of `out`; `false`, with `out` as it
+/// was, when `s` is not all ASCII (the caller then goes by characters).
+///
+/// A byte of a multi-byte character is not ASCII, and `as char` maps it
+/// to a non-ASCII character `first_ok` refuses; `rest_map` maps every
+/// non-ASCII byte to `_`, so it keeps only the ASCII bytes it allows.
+fn prometheus_sanitize_ascii(
+    s: &str,
+    out: &mut Vec<u8>,
+    first_ok: impl Fn(char) -> bool,
+    rest_map: &[u8; 256],
+) -> bool {
+    let Some((&first, rest)) = s.as_bytes().split_first() else {
+        return true;
+    };
+    if !first.is_ascii() {
+        return false;
+    }
+    let start = out.len();
+    if first_ok(first as char) && is_kept(s, rest_map) {
+        out.extend_from_slice(s.as_bytes());
+        return true;
+    }
+    if !rest.is_ascii() {
+        return false;
+    }
+    // Mapped sixteen bytes at a time from `s` into room made in `out`, in
+    // a plain loop over arrays that becomes a few SIMD instructions; read
+    // from `s`, so that no load waits on a store.
+    if first_ok(first as char) {
+        out.push(first);
+    }
+    let at = out.len();
+    out.resize(at + rest.len(), 0);
+    let colon = rest_map[usize::from(b':')] == b':';
+    let (blocks, tail) = rest.as_chunks::<16>();
+    let (room, _) = out[at..].as_chunks_mut::<16>();
+    for (d, b) in room.iter_mut().zip(blocks) {
+        *d = map_block(*b, colon);
+    }
+    if !tail.is_empty() {
+        match (rest.last_chunk::<16>(), out.last_chunk_mut::<16>()) {
+            // The last sixteen bytes, over what the blocks wrote.
+            (Some(b), Some(d)) if !blocks.is_empty() => *d = map_block(*b, colon),
+            _ => {
+                let from = out.len() - tail.len();
+                for (d, &c) in out[from..].iter_mut().zip(tail) {
+                    *d = rest_map[usize::from(c)];
+                }
             }
-            return;
         }
     }
-    let rest_ok = |c: char| c.is_ascii() && rest_map[c as usize] == c as u8;
-    prometheus_sanitize_chars(s, out, first_ok, rest_ok);
+    let kept = out[start..]
+        .iter()
+        .rposition(|&b| b != b'_')
+        .map_or(0, |i| i + 1);
+    out.truncate(start + kept);
+    let lead = out[start..].iter().take_while(|&&b| b == b'_').count();
+    if lead > 0 {
+        out.drain(start..start + lead);
+    }
+    true
 }
 
 /// Sixteen ASCII bytes through [`prometheus_map`] at once. A plain loop
@@ -444,12 +533,7 @@ fn prometheus_sanitize_chars(
 
 /// A Prometheus metric name, sanitized as Telegraf does.
 pub fn sanitize_prometheus_name(s: &str, out: &mut String) {
-    prometheus_sanitize(
-        s,
-        out,
-        |c| c.is_ascii_alphabetic() || c == '_' || c == ':',
-        &NAME_MAP,
-    );
+    prometheus_sanitize(s, out, is_name_start, &NAME_MAP);
 }
 
 /// A Prometheus label name, sanitized as Telegraf does.
@@ -591,6 +675,38 @@ mod tests {
                 }
                 proptest::prop_assert_eq!(fast, general);
             }
+        }
+
+        /// `append_series_name` adds to what `out` held the bytes
+        /// `series_name` gives, whatever the naming.
+        #[test]
+        fn appended_names_are_the_series_names(
+            name in "[a-zA-Z0-9_:.\\-@/]{0,40}|[\\x00-\\x7f]{0,20}|\\PC{0,12}",
+            field in "value|[a-z_.@]{0,8}",
+            prefix in proptest::option::of("[a-z._]{0,3}"),
+            sanitizer in proptest::sample::select(vec![
+                Sanitizer::None,
+                Sanitizer::Graphite,
+                Sanitizer::Opentsdb,
+                Sanitizer::Prometheus,
+            ]),
+            append in proptest::bool::ANY,
+        ) {
+            let opts = NamingOptions {
+                prefix,
+                sanitizer: Some(sanitizer),
+                value_field: append.then_some(ValueField::Append),
+                ..Default::default()
+            };
+            let n = Naming::with_options(Target::Prometheus, &opts);
+            let mut buf = NameBuf::default();
+            let want = n.series_name(&name, &field, &mut buf).map(str::to_owned);
+            let mut out = b"kept".to_vec();
+            let wrote = n.append_series_name(&name, &field, &mut buf, &mut out);
+            proptest::prop_assert_eq!(wrote, want.is_some());
+            let mut expect = b"kept".to_vec();
+            expect.extend_from_slice(want.unwrap_or_default().as_bytes());
+            proptest::prop_assert_eq!(out, expect);
         }
     }
 

@@ -128,7 +128,8 @@ impl<'a> Series<'a> {
         let m = self.metric;
         let encoded = &self.enc.encoded[m.labels.0 as usize..m.labels.1 as usize];
         let (before, after) = encoded.split_at(m.split as usize);
-        let name = self.enc.str(self.name);
+        // Names are whole `str`s, copied or sanitized as such.
+        let name = std::str::from_utf8(self.enc.name(self.name)).unwrap_or_default();
         decode_labels(before)
             .chain(std::iter::once((NAME_LABEL, name)))
             .chain(decode_labels(after))
@@ -270,6 +271,10 @@ struct Names {
     hits: u32,
     /// Names still to make without the table.
     bypass: u32,
+    /// Rounds in a row the table failed, which lengthen the next bypass:
+    /// each round it is tried costs cache misses, for nothing with names
+    /// that never repeat.
+    failed: u32,
     /// The batch being loaded: a slot's `span` is of this batch's text
     /// when its `batch` is this.
     batch: u64,
@@ -284,7 +289,7 @@ struct NameSlot {
     metric: String,
     field: String,
     /// The series name; `None` when it came out empty.
-    series: Option<String>,
+    series: Option<Vec<u8>>,
     /// The hash of `series`.
     hash: u64,
     /// Where `series` is in the text of batch `batch`.
@@ -302,6 +307,7 @@ impl Default for Names {
             lookups: 0,
             hits: 0,
             bypass: 0,
+            failed: 0,
             batch: 1,
         }
     }
@@ -320,21 +326,28 @@ impl Names {
         &mut self,
         naming: &Naming,
         buf: &mut NameBuf,
-        text: &mut String,
+        text: &mut Vec<u8>,
         name: &str,
         field: &str,
     ) -> Option<(Span, u64)> {
         if self.bypass > 0 {
             self.bypass -= 1;
-            let series = naming.series_name(name, field, buf)?;
-            return Some((push(text, series), self.hasher.hash_one(series)));
+            let at = text.len();
+            if !naming.append_series_name(name, field, buf, text) {
+                return None;
+            }
+            return Some((span(at, text.len()), self.hasher.hash_one(&text[at..])));
         }
         self.lookups += 1;
         if self.lookups == NAME_ROUND {
             // Under a quarter of hits: the next 15 rounds go without the
-            // table, then it is tried again.
+            // table (twice as many after each failure, up to 240), then it
+            // is tried again.
             if self.hits < NAME_ROUND / 4 {
-                self.bypass = 15 * NAME_ROUND;
+                self.bypass = (15 * NAME_ROUND) << self.failed;
+                self.failed = (self.failed + 1).min(4);
+            } else {
+                self.failed = 0;
             }
             self.lookups = 0;
             self.hits = 0;
@@ -351,22 +364,23 @@ impl Names {
             slot.metric.push_str(name);
             slot.field.clear();
             slot.field.push_str(field);
-            slot.batch = 0;
-            match (naming.series_name(name, field, buf), &mut slot.series) {
-                (Some(series), Some(kept)) => {
-                    kept.clear();
-                    kept.push_str(series);
-                }
-                (Some(series), kept) => *kept = Some(series.to_owned()),
-                (None, kept) => *kept = None,
-            }
-            if let Some(series) = &slot.series {
-                slot.hash = self.hasher.hash_one(series.as_str());
+            // Made where this batch keeps it, then kept for later batches.
+            let at = text.len();
+            if naming.append_series_name(name, field, buf, text) {
+                let series = &text[at..];
+                let kept = slot.series.get_or_insert_default();
+                kept.clear();
+                kept.extend_from_slice(series);
+                slot.hash = self.hasher.hash_one(series);
+                slot.span = span(at, text.len());
+                slot.batch = self.batch;
+            } else {
+                slot.series = None;
             }
         }
         let series = slot.series.as_deref()?;
         if slot.batch != self.batch {
-            slot.span = push(text, series);
+            slot.span = push_bytes(text, series);
             slot.batch = self.batch;
         }
         Some((slot.span, slot.hash))
@@ -410,8 +424,8 @@ pub struct Encoder {
     /// Bytes of `bodies` in use; the rest keeps its length so that it is
     /// not zeroed again for every request.
     used: usize,
-    /// Series names of the loaded batch.
-    text: String,
+    /// Series names of the loaded batch (ASCII or UTF-8: names are `str`s).
+    text: Vec<u8>,
     /// Sanitized label names and values of the metric being loaded.
     label_text: String,
     labels: Vec<LabelRec>,
@@ -453,7 +467,7 @@ impl Encoder {
             seed: keys.hash_one(0u8),
             shared: foldhash::SharedSeed::from_u64(keys.hash_one(1u8)),
             used: 0,
-            text: String::new(),
+            text: Vec::new(),
             label_text: String::new(),
             labels: Vec::new(),
             encoded: Vec::new(),
@@ -616,7 +630,7 @@ impl Encoder {
             if split.is_none() && !before_name_label(k) {
                 split = Some(self.encoded.len());
             }
-            put_label(&mut self.encoded, k, v);
+            put_label(&mut self.encoded, k, v.as_bytes());
         }
         if !direct {
             self.encoded.truncate(start);
@@ -684,7 +698,7 @@ impl Encoder {
             put_label(
                 &mut self.encoded,
                 str_of(text, l.name),
-                str_of(text, l.value),
+                str_of(text, l.value).as_bytes(),
             );
         }
         split
@@ -762,7 +776,7 @@ impl Encoder {
     fn same_series(&self, a: usize, b: usize) -> bool {
         let (pa, pb) = (&self.points[a], &self.points[b]);
         // Names met again in a batch share one span of its text.
-        if pa.hash != pb.hash || (pa.name != pb.name && self.str(pa.name) != self.str(pb.name)) {
+        if pa.hash != pb.hash || (pa.name != pb.name && self.name(pa.name) != self.name(pb.name)) {
             return false;
         }
         if pa.metric == pb.metric {
@@ -828,7 +842,7 @@ impl Encoder {
             let run = self.run_end(at, end);
             let first = self.points[self.order[at] as usize];
             let m = self.metrics[first.metric as usize];
-            let name = str_of(&self.text, first.name);
+            let name = bytes_of(&self.text, first.name);
             let mut samples_len = 0;
             for &i in &self.order[at..run] {
                 let p = &self.points[i as usize];
@@ -871,13 +885,18 @@ impl Encoder {
         (series, counted)
     }
 
-    fn str(&self, s: Span) -> &str {
-        str_of(&self.text, s)
+    fn name(&self, s: Span) -> &[u8] {
+        bytes_of(&self.text, s)
     }
 }
 
 fn str_of(text: &str, s: Span) -> &str {
     // Spans are made by `push`/`span` on char boundaries of `text`.
+    text.get(s.start as usize..(s.start + s.len) as usize)
+        .unwrap_or_default()
+}
+
+fn bytes_of(text: &[u8], s: Span) -> &[u8] {
     text.get(s.start as usize..(s.start + s.len) as usize)
         .unwrap_or_default()
 }
@@ -893,6 +912,12 @@ fn span(start: usize, end: usize) -> Span {
 fn push(text: &mut String, s: &str) -> Span {
     let at = text.len();
     text.push_str(s);
+    span(at, text.len())
+}
+
+fn push_bytes(text: &mut Vec<u8>, s: &[u8]) -> Span {
+    let at = text.len();
+    text.extend_from_slice(s);
     span(at, text.len())
 }
 
@@ -951,14 +976,14 @@ fn sample_len(value: f64, ts_ms: i64) -> usize {
     v + t
 }
 
-fn put_label(out: &mut Vec<u8>, name: &str, value: &str) {
+fn put_label(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     let (n, v) = (name.len(), value.len());
     if n + v < 124 {
         // Every length fits one varint byte: the framing in two stores.
         out.extend_from_slice(&[TAG_LABEL, (4 + n + v) as u8, TAG_NAME, n as u8]);
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(&[TAG_LABEL_VALUE, v as u8]);
-        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(value);
         return;
     }
     out.push(TAG_LABEL);
@@ -968,7 +993,7 @@ fn put_label(out: &mut Vec<u8>, name: &str, value: &str) {
     out.extend_from_slice(name.as_bytes());
     out.push(TAG_LABEL_VALUE);
     put_varint(out, value.len() as u64);
-    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(value);
 }
 
 #[cfg(test)]
@@ -1518,6 +1543,33 @@ mod tests {
                 ]
             );
         }
+    }
+
+    #[test]
+    fn the_table_is_left_aside_longer_after_each_round_it_fails() {
+        let naming = Naming::for_target(Target::Prometheus);
+        let mut names = Names::default();
+        let (mut buf, mut text) = (NameBuf::default(), Vec::new());
+        let mut get = |names: &mut Names, name: &str| {
+            text.clear();
+            names.get(&naming, &mut buf, &mut text, name, "value")
+        };
+        let mut bypasses = Vec::new();
+        let mut fresh = 0..;
+        for _ in 0..6 {
+            // A round of names never met; the bypass it earns is skipped.
+            for i in fresh.by_ref().take(NAME_ROUND as usize) {
+                assert!(get(&mut names, &format!("m.{i}")).is_some());
+            }
+            bypasses.push(std::mem::take(&mut names.bypass));
+        }
+        let r = 15 * NAME_ROUND;
+        assert_eq!(bypasses, [r, 2 * r, 4 * r, 8 * r, 16 * r, 16 * r]);
+        // A round of names met again: the next failure starts over.
+        for _ in 0..NAME_ROUND {
+            assert!(get(&mut names, "m.0").is_some());
+        }
+        assert_eq!((names.bypass, names.failed), (0, 0));
     }
 
     /// One sample with its series' labels: (labels, value bits, ms).
