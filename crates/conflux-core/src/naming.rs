@@ -234,15 +234,10 @@ impl Naming {
         };
         match self.sanitizer {
             Sanitizer::None => out.extend_from_slice(whole.as_bytes()),
-            Sanitizer::Prometheus => {
-                if !prometheus_sanitize_ascii(whole, out, is_name_start, &NAME_MAP) {
-                    scratch.clear();
-                    prometheus_sanitize_chars(whole, scratch, is_name_start, |c| {
-                        keeps_char(c, &NAME_MAP)
-                    });
-                    out.extend_from_slice(scratch.as_bytes());
-                }
-            }
+            // ASCII (nearly every name) straight into `out`; the rest by
+            // characters, below.
+            Sanitizer::Prometheus
+                if prometheus_sanitize_ascii(whole, out, is_name_start, &NAME_MAP) => {}
             other => {
                 scratch.clear();
                 sanitize(other, whole, scratch);

@@ -332,11 +332,7 @@ impl Names {
     ) -> Option<(Span, u64)> {
         if self.bypass > 0 {
             self.bypass -= 1;
-            let at = text.len();
-            if !naming.append_series_name(name, field, buf, text) {
-                return None;
-            }
-            return Some((span(at, text.len()), self.hasher.hash_one(&text[at..])));
+            return self.make(naming, buf, text, name, field);
         }
         self.lookups += 1;
         if self.lookups == NAME_ROUND {
@@ -356,7 +352,8 @@ impl Names {
         h.write(name.as_bytes());
         h.write_u8(0xff);
         h.write(field.as_bytes());
-        let slot = &mut self.slots[h.finish() as usize & (NAME_SLOTS - 1)];
+        let i = h.finish() as usize & (NAME_SLOTS - 1);
+        let slot = &mut self.slots[i];
         if slot.metric == name && slot.field == field {
             self.hits += 1;
         } else {
@@ -365,25 +362,42 @@ impl Names {
             slot.field.clear();
             slot.field.push_str(field);
             // Made where this batch keeps it, then kept for later batches.
-            let at = text.len();
-            if naming.append_series_name(name, field, buf, text) {
-                let series = &text[at..];
-                let kept = slot.series.get_or_insert_default();
-                kept.clear();
-                kept.extend_from_slice(series);
-                slot.hash = self.hasher.hash_one(series);
-                slot.span = span(at, text.len());
-                slot.batch = self.batch;
-            } else {
-                slot.series = None;
+            let made = self.make(naming, buf, text, name, field);
+            let slot = &mut self.slots[i];
+            match made {
+                Some((span, hash)) => {
+                    let kept = slot.series.get_or_insert_default();
+                    kept.clear();
+                    kept.extend_from_slice(bytes_of(text, span));
+                    (slot.hash, slot.span, slot.batch) = (hash, span, self.batch);
+                }
+                None => slot.series = None,
             }
         }
+        let slot = &mut self.slots[i];
         let series = slot.series.as_deref()?;
         if slot.batch != self.batch {
-            slot.span = push_bytes(text, series);
+            let start = text.len();
+            text.extend_from_slice(series);
+            slot.span = span(start, text.len());
             slot.batch = self.batch;
         }
         Some((slot.span, slot.hash))
+    }
+
+    /// The series name appended to `text`, and its hash.
+    fn make(
+        &self,
+        naming: &Naming,
+        buf: &mut NameBuf,
+        text: &mut Vec<u8>,
+        name: &str,
+        field: &str,
+    ) -> Option<(Span, u64)> {
+        let at = text.len();
+        naming
+            .append_series_name(name, field, buf, text)
+            .then(|| (span(at, text.len()), self.hasher.hash_one(&text[at..])))
     }
 }
 
@@ -912,12 +926,6 @@ fn span(start: usize, end: usize) -> Span {
 fn push(text: &mut String, s: &str) -> Span {
     let at = text.len();
     text.push_str(s);
-    span(at, text.len())
-}
-
-fn push_bytes(text: &mut Vec<u8>, s: &[u8]) -> Span {
-    let at = text.len();
-    text.extend_from_slice(s);
     span(at, text.len())
 }
 
