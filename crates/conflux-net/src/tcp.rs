@@ -37,8 +37,12 @@ pub struct TcpConfig {
     /// skipped.
     pub max_line_bytes: usize,
     /// Initial read buffer per connection; it grows up to `max_line_bytes + 1`
-    /// only while one line does not fit.
+    /// while one line does not fit.
     pub read_buffer_bytes: usize,
+    /// A connection whose reads fill its buffer (a sender with more queued)
+    /// has it doubled up to this (and `max_line_bytes + 1`): fewer reads and
+    /// batches per point, while the many slow senders keep the initial size.
+    pub busy_buffer_bytes: usize,
 }
 
 impl Default for TcpConfig {
@@ -49,6 +53,7 @@ impl Default for TcpConfig {
             line_timeout: Duration::from_secs(30),
             max_line_bytes: 256 * 1024,
             read_buffer_bytes: 64 * 1024,
+            busy_buffer_bytes: 256 * 1024,
         }
     }
 }
@@ -217,6 +222,7 @@ where
     // newline is exactly an over-long line: no per-line length check.
     let cap = max_line.saturating_add(1);
     let mut buf = vec![0u8; cfg.read_buffer_bytes.clamp(1, cap)];
+    let busy = cfg.busy_buffer_bytes.clamp(buf.len(), cap);
     let mut filled = 0;
     let mut discarding = false;
     let mut reply = Vec::new();
@@ -239,6 +245,7 @@ where
         }
 
         closing |= shutdown.is_cancelled();
+        let space = buf.len() - filled;
         let n = if closing {
             // Take only what is already readable, and at most one buffer.
             if drained >= buf.len() {
@@ -276,6 +283,10 @@ where
             return Ok(CloseReason::Eof);
         }
         received.increment(n as u64);
+        if n == space && buf.len() < busy {
+            let grown = buf.len().saturating_mul(2).min(busy);
+            buf.resize(grown, 0);
+        }
         if closing {
             drained += n;
         }
@@ -418,12 +429,16 @@ mod tests {
     }
 
     fn run(chunks: Vec<Vec<u8>>, max_line: usize, buffer: usize) -> (Record, Vec<u8>, CloseReason) {
-        let rec: &'static std::sync::Mutex<Record> = Box::leak(Box::default());
         let cfg = TcpConfig {
             max_line_bytes: max_line,
             read_buffer_bytes: buffer,
             ..TcpConfig::default()
         };
+        run_with(chunks, &cfg)
+    }
+
+    fn run_with(chunks: Vec<Vec<u8>>, cfg: &TcpConfig) -> (Record, Vec<u8>, CloseReason) {
+        let rec: &'static std::sync::Mutex<Record> = Box::leak(Box::default());
         let mut stream = Chunks {
             chunks: chunks.into(),
             written: Vec::new(),
@@ -436,7 +451,7 @@ mod tests {
             .block_on(serve_lines(
                 &mut stream,
                 rec,
-                &cfg,
+                cfg,
                 &Labels::new("unit", "test"),
                 CancellationToken::new(),
             ))
@@ -458,6 +473,41 @@ mod tests {
             }
         }
         (out, skipped)
+    }
+
+    #[test]
+    fn a_buffer_its_reads_fill_grows_up_to_the_busy_size() {
+        let lengths = |busy: usize| {
+            let cfg = TcpConfig {
+                max_line_bytes: 100,
+                read_buffer_bytes: 8,
+                busy_buffer_bytes: busy,
+                ..TcpConfig::default()
+            };
+            let (rec, _, _) = run_with(vec![b"a\n".repeat(40)], &cfg);
+            rec.calls.iter().map(Vec::len).collect::<Vec<_>>()
+        };
+        // Doubled after each read that filled it, up to the busy size.
+        assert_eq!(lengths(32), [8, 16, 32, 24]);
+        // A busy size below the initial one leaves it as it is.
+        assert_eq!(lengths(4), [8; 10]);
+    }
+
+    #[test]
+    fn a_buffer_no_read_fills_keeps_its_size() {
+        let cfg = TcpConfig {
+            max_line_bytes: 100,
+            read_buffer_bytes: 8,
+            busy_buffer_bytes: 64,
+            ..TcpConfig::default()
+        };
+        // Six bytes a read never fill it: the sixteen that follow still
+        // take two reads.
+        let mut chunks = vec![b"a\nb\nc\n".to_vec(); 3];
+        chunks.push(b"d\n".repeat(8));
+        let (rec, _, _) = run_with(chunks, &cfg);
+        let lengths: Vec<usize> = rec.calls.iter().map(Vec::len).collect();
+        assert_eq!(lengths, [6, 6, 6, 8, 8]);
     }
 
     #[test]
