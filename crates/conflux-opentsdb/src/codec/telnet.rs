@@ -107,7 +107,7 @@ pub fn parse(
     let mut summary = Summary::default();
     // One UTF-8 check of the whole payload costs far less than one per line;
     // a payload with a bad byte is checked line by line instead.
-    let text = std::str::from_utf8(input).ok();
+    let text = simdutf8::basic::from_utf8(input).ok();
     let mut pos = 0;
     let mut line_no = 0;
     while pos < input.len() {

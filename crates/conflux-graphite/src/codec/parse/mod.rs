@@ -167,7 +167,7 @@ impl Parser {
     ) -> usize {
         // One UTF-8 check of the whole payload costs far less than one per
         // path; a payload with a bad byte is checked line by line instead.
-        let text = std::str::from_utf8(input).ok();
+        let text = simdutf8::basic::from_utf8(input).ok();
         let mut repeat = Repeat::default();
         let mut parsed = 0;
         let mut line_no = 0;
