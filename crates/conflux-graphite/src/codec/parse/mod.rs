@@ -284,7 +284,13 @@ impl Parser {
         if rest.is_empty() {
             return Err(ErrorKind::MissingValue.into());
         }
-        let value_end = token_end(rest);
+        // A plain decimal is read where it starts, its end found on the way
+        // (no separate scan for the blank after it); anything else is cut
+        // at the blank and read below, after the shape checks, as before.
+        let (fast, value_end) = match decimal_prefix(rest) {
+            Some((v, n)) if rest.get(n).is_none_or(|&b| is_blank(b)) => (Some(v), n),
+            _ => (None, token_end(rest)),
+        };
         let value_tok = &rest[..value_end];
         let rest = skip_blanks(&rest[value_end..]);
         let ts_tok = if rest.is_empty() {
@@ -296,7 +302,10 @@ impl Parser {
             }
             Some(rest)
         };
-        let value = parse_value(value_tok)?;
+        let value = match fast {
+            Some(v) => v,
+            None => parse_value(value_tok)?,
+        };
         if value.is_nan() {
             return Err(ErrorKind::NanValue.into());
         }
@@ -919,39 +928,42 @@ fn parse_value(tok: &[u8]) -> Result<f64, Fail> {
         .ok_or_else(|| ErrorKind::InvalidValue.into())
 }
 
-/// `[-]digits[.digits]` whose digits make an integer below 2^53, read with
-/// Clinger's fast path: both the integer and the power of ten are exact, so
-/// one division rounds once, correctly. `None` for anything else, which the
-/// general parser reads; most values collectd, Telegraf and statsd send
-/// take this path (Telegraf's shortest round-trip floats have up to 17
-/// digits, 16 of which fit).
+/// A whole token that is `[-]digits[.digits]`, read by [`decimal_prefix`]:
+/// most values collectd, Telegraf and statsd send.
 fn fast_float(tok: &[u8]) -> Option<f64> {
-    let (negative, digits) = match tok.split_first() {
+    decimal_prefix(tok).and_then(|(v, n)| (n == tok.len()).then_some(v))
+}
+
+/// The longest `[-]digits[.digits]` at the start of `b` (a digit at least),
+/// read, and its length; what follows it is the caller's to check. Digits
+/// making an integer below 2^53 take Clinger's fast path: both the integer
+/// and the power of ten are exact, so one division rounds once, correctly.
+/// Longer ones (Telegraf's shortest round-trip floats have up to 17 digits,
+/// 16 of which fit) go to std's parser, which takes any such decimal.
+fn decimal_prefix(b: &[u8]) -> Option<(f64, usize)> {
+    let (negative, digits) = match b.split_first() {
         Some((b'-', rest)) => (true, rest),
-        _ => (false, tok),
+        _ => (false, b),
     };
-    // At most 19 digits and a dot: no u64 overflow.
-    if digits.len() > 20 {
+    let (mantissa, n) = leading_digits(digits, 0);
+    let (mantissa, frac_digits, len) = match digits.get(n) {
+        Some(b'.') => {
+            let (mantissa, f) = leading_digits(&digits[n + 1..], mantissa);
+            (mantissa, f, n + 1 + f)
+        }
+        _ => (mantissa, 0, n),
+    };
+    let len = usize::from(negative) + len;
+    if n + frac_digits == 0 {
         return None;
     }
-    let (mantissa, n) = leading_digits(digits, 0);
-    let (mantissa, frac_digits) = match digits.get(n) {
-        None => (mantissa, 0),
-        Some(b'.') => {
-            let frac = digits.get(n + 1..)?;
-            let (mantissa, f) = leading_digits(frac, mantissa);
-            if f != frac.len() {
-                return None;
-            }
-            (mantissa, f)
-        }
-        Some(_) => return None,
-    };
-    if n + frac_digits == 0 || n + frac_digits > 19 || mantissa >= (1u64 << 53) {
-        return None;
+    // `leading_digits` wraps past 19 digits.
+    if n + frac_digits > 19 || mantissa >= (1u64 << 53) {
+        let v = std::str::from_utf8(&b[..len]).ok()?.parse().ok()?;
+        return Some((v, len));
     }
     let v = mantissa as f64 / *POW10.get(frac_digits)?;
-    Some(if negative { -v } else { v })
+    Some((if negative { -v } else { v }, len))
 }
 
 const NANOS: i64 = 1_000_000_000;

@@ -457,6 +457,42 @@ proptest::proptest! {
         proptest::prop_assert_eq!(ours.map(f64::to_bits), std.map(f64::to_bits), "{}", tok);
     }
 
+    /// A value read where it starts in the line (its end found by the
+    /// reader) is the value of its whole token, and a token the reader
+    /// stops inside is still read whole or refused whole.
+    #[test]
+    fn values_in_lines_are_read_as_their_tokens(
+        tok in "-?[0-9]{0,21}(\\.[0-9]{0,21})?([eE.x:][0-9]{0,2})?",
+        blank in "[ \t]{1,2}",
+        ts in proptest::option::of("[0-9]{1,10}|-1|N|[0-9]{1,3}x"),
+    ) {
+        // An empty token would make the timestamp the value.
+        proptest::prop_assume!(!tok.is_empty());
+        let line = match &ts {
+            Some(ts) => format!("a.b{blank}{tok}{blank}{ts}\n"),
+            None => format!("a.b{blank}{tok}\n"),
+        };
+        let (got, errors) = run(&mut Parser::default(), &line, &opts());
+        let value = match tok.parse::<f64>() {
+            Ok(v) if !v.is_nan() => v,
+            _ => {
+                proptest::prop_assert!(got.is_empty(), "{}: {:?}", line, got);
+                return Ok(());
+            }
+        };
+        let want = parse_timestamp(ts.as_deref().unwrap_or("N").as_bytes(), &opts());
+        match want {
+            Ok(ts) => {
+                proptest::prop_assert!(errors.is_empty(), "{}: {:?}", line, errors);
+                proptest::prop_assert_eq!(got, vec![m("a.b", value, ts)]);
+            }
+            Err(fail) => {
+                proptest::prop_assert!(got.is_empty());
+                proptest::prop_assert_eq!(errors[0].kind, fail.kind);
+            }
+        }
+    }
+
     #[test]
     fn decimal_timestamps_are_exact(secs in 0i64..9_000_000_000, nanos in 0i64..1_000_000_000) {
         let tok = format!("{secs}.{nanos:09}");
