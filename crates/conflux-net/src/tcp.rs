@@ -234,8 +234,7 @@ where
     loop {
         if filled == buf.len() {
             if buf.len() < cap {
-                let grown = buf.len().saturating_mul(2).min(cap);
-                buf.resize(grown, 0);
+                double(&mut buf, cap);
             } else {
                 too_long.increment(1);
                 conn.line_too_long();
@@ -284,8 +283,7 @@ where
         }
         received.increment(n as u64);
         if n == space && buf.len() < busy {
-            let grown = buf.len().saturating_mul(2).min(busy);
-            buf.resize(grown, 0);
+            double(&mut buf, busy);
         }
         if closing {
             drained += n;
@@ -324,6 +322,12 @@ where
         // What follows the last newline is a line that began just now.
         partial_since = (filled > 0).then(Instant::now);
     }
+}
+
+/// Twice `buf`'s size, at most `limit`; what it holds is kept.
+fn double(buf: &mut Vec<u8>, limit: usize) {
+    let grown = buf.len().saturating_mul(2).min(limit);
+    buf.resize(grown, 0);
 }
 
 /// Write and clear `reply`. `Some(reason)` when the connection must close
