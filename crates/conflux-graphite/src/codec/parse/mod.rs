@@ -105,10 +105,11 @@ impl Src {
     }
 }
 
-/// The carbon tags of the last tagged path, for the lines after it: agents
-/// send the fields of one measurement as lines that differ only in the
-/// name, value and time (Telegraf), so the tags of most lines are the ones
-/// just read, and need no second reading. Lives for one payload.
+/// What the last lines read, for the lines after them: agents send the
+/// fields of one measurement as lines that differ only in the name, value
+/// and time (Telegraf), and one collection's lines share a timestamp, so
+/// the tags and timestamp of most lines are the ones just read, and need no
+/// second reading. Lives for one payload.
 #[derive(Debug, Default)]
 struct Repeat<'a> {
     /// The tags part (from the first `;`) of the last path whose tags were
@@ -119,6 +120,9 @@ struct Repeat<'a> {
     /// tags: its metric is then the batch's last one, whose tags the next
     /// line with the same ones can copy.
     stored: Option<usize>,
+    /// The last timestamp token read, and what it read as: the lines of
+    /// one collection share their timestamp.
+    ts: Option<(&'a [u8], i64)>,
 }
 
 /// A reusable Graphite parser: compiled templates plus scratch buffers, so
@@ -293,7 +297,10 @@ impl Parser {
         };
         let value_tok = &rest[..value_end];
         let rest = skip_blanks(&rest[value_end..]);
-        let ts_tok = if rest.is_empty() {
+        // The line is trimmed: a token equal to the last one read is the
+        // line's whole rest, with no field after it.
+        let known = repeat.ts.filter(|&(tok, _)| tok == rest);
+        let ts_tok = if rest.is_empty() || known.is_some() {
             None
         } else {
             let ts_end = token_end(rest);
@@ -309,9 +316,14 @@ impl Parser {
         if value.is_nan() {
             return Err(ErrorKind::NanValue.into());
         }
-        let ts = match ts_tok {
-            None => opts.default_timestamp_ns,
-            Some(t) => parse_timestamp(t, opts)?,
+        let ts = match (ts_tok, known) {
+            (_, Some((_, ts))) => ts,
+            (None, None) => opts.default_timestamp_ns,
+            (Some(t), None) => {
+                let ts = parse_timestamp(t, opts)?;
+                repeat.ts = Some((t, ts));
+                ts
+            }
         };
         let path = match text.and_then(|t| t.get(..path_end)) {
             Some(p) => p,

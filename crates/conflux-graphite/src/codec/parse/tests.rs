@@ -74,6 +74,38 @@ fn missing_timestamp_minus_one_and_n_mean_now() {
 }
 
 #[test]
+fn timestamps_repeated_on_later_lines_read_as_their_own_tokens() {
+    // The last token read is reused only for the same bytes ending the line.
+    let input = "a 1 1700000000\nb 2 1700000000\nc 3 1700000000 x\nd 4 1700000001\n\
+                 e 5 1700000000\nf 6 1700000000.5\ng 7 1700000000.5\nh 8 -1\ni 9 -1\n\
+                 j 10 N\nk 11\nl 12 170000000\nm 13 1700000000\n";
+    let (got, errors) = run(&mut Parser::default(), input, &opts());
+    let t = 1_700_000_000 * S;
+    assert_eq!(
+        got,
+        vec![
+            m("a", 1.0, t),
+            m("b", 2.0, t),
+            m("d", 4.0, t + S),
+            m("e", 5.0, t),
+            m("f", 6.0, t + S / 2),
+            m("g", 7.0, t + S / 2),
+            m("h", 8.0, NOW),
+            m("i", 9.0, NOW),
+            m("j", 10.0, NOW),
+            m("k", 11.0, NOW),
+            m("l", 12.0, 170_000_000 * S),
+            m("m", 13.0, t),
+        ]
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(
+        (errors[0].line, errors[0].kind),
+        (3, ErrorKind::TooManyFields)
+    );
+}
+
+#[test]
 fn zero_is_a_real_timestamp_unless_configured() {
     ok("a 1 0\n", vec![m("a", 1.0, 0)]);
     let o = ParseOptions {
