@@ -316,14 +316,14 @@ impl Parser {
         if value.is_nan() {
             return Err(ErrorKind::NanValue.into());
         }
-        let ts = match (ts_tok, known) {
-            (_, Some((_, ts))) => ts,
-            (None, None) => opts.default_timestamp_ns,
-            (Some(t), None) => {
-                let ts = parse_timestamp(t, opts)?;
-                repeat.ts = Some((t, ts));
-                ts
-            }
+        let ts = if let Some((_, ts)) = known {
+            ts
+        } else if let Some(t) = ts_tok {
+            let ts = parse_timestamp(t, opts)?;
+            repeat.ts = Some((t, ts));
+            ts
+        } else {
+            opts.default_timestamp_ns
         };
         let path = match text.and_then(|t| t.get(..path_end)) {
             Some(p) => p,
