@@ -555,6 +555,113 @@ proptest::proptest! {
     }
 }
 
+/// Lines from pieces that make every shape the one-pass reader
+/// ([`Parser::plain_line`]) takes or leaves: plain, tagged and OpenMetrics
+/// paths, blanks and tabs in every place, `\r`, plain and other values,
+/// timestamps repeated, changed, shortened, missing, extra fields.
+fn line_piece() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    // Weighted toward the common shape, so that most payloads hold lines
+    // the one-pass reader takes next to lines it leaves.
+    let path = prop_oneof![
+        4 => Just("a.b".to_owned()),
+        4 => "[a-z.]{17,40}",
+        1 => Just("a.b;k=v".to_owned()),
+        1 => Just("m{k=\"a b\"}".to_owned()),
+        1 => Just("a.b\"}".to_owned()),
+        1 => Just("a\rb".to_owned()),
+        1 => Just("a{b".to_owned()),
+        1 => Just("=;x".to_owned()),
+        1 => Just(String::new()),
+    ];
+    let between = prop_oneof![6 => Just(" "), 1 => Just("  "), 1 => Just("\t"), 1 => Just(" \r"), 1 => Just("")];
+    let around = prop_oneof![6 => Just(""), 1 => Just(" "), 1 => Just("\t"), 1 => Just("\r")];
+    let value = prop_oneof![
+        4 => "-?[0-9]{1,17}(\\.[0-9]{1,17})?",
+        1 => Just("nan".to_owned()),
+        1 => Just("1e3".to_owned()),
+        1 => Just("12345678901234567890.5".to_owned()),
+        1 => Just("x".to_owned()),
+        1 => Just(String::new()),
+    ];
+    let ts = prop_oneof![
+        6 => Just("1700000000"),
+        1 => Just("170000000"),
+        1 => Just("1700000001.5"),
+        1 => Just("-1"),
+        1 => Just("N"),
+        1 => Just("zz"),
+        2 => Just("1700000000 7"),
+        2 => Just(""),
+    ];
+    (
+        around.clone(),
+        path,
+        between.clone(),
+        value,
+        between,
+        ts,
+        around,
+    )
+        .prop_map(|(b0, p, b1, v, b2, t, b3)| format!("{b0}{p}{b1}{v}{b2}{t}{b3}"))
+}
+
+proptest::proptest! {
+    /// The one-pass reader of common lines reads every payload exactly as
+    /// the line-by-line reader does: the same metrics, the same errors with
+    /// the same line numbers and quotes.
+    #[test]
+    fn common_lines_read_in_one_pass_as_line_by_line(
+        lines in proptest::collection::vec(line_piece(), 1..12),
+        crlf in proptest::bool::ANY,
+        last_newline in proptest::bool::ANY,
+        templated in proptest::bool::ANY,
+    ) {
+        let mut payload = lines.join(if crlf { "\r\n" } else { "\n" });
+        if last_newline {
+            payload.push('\n');
+        }
+        let parser = || if templated {
+            with_templates(".", &["host.measurement.field"])
+        } else {
+            Parser::default()
+        };
+        let (fast, fast_errors) = run(&mut parser(), &payload, &opts());
+        let mut slow_parser = parser();
+        slow_parser.plain_lines = false;
+        let (slow, slow_errors) = run(&mut slow_parser, &payload, &opts());
+        proptest::prop_assert_eq!(fast, slow, "{:?}", payload);
+        let key = |e: &LineError| (e.line, e.kind, e.message.clone());
+        proptest::prop_assert_eq!(
+            fast_errors.iter().map(key).collect::<Vec<_>>(),
+            slow_errors.iter().map(key).collect::<Vec<_>>(),
+            "{:?}", payload
+        );
+    }
+
+    /// Where a plain path stops is the first blank, newline, `;` or `{`,
+    /// in any block of sixteen and past the last whole block.
+    #[test]
+    fn the_path_scan_stops_at_the_first_stop_byte(
+        bytes in proptest::collection::vec(
+            proptest::prop_oneof![
+                8 => b'a'..=b'z',
+                1 => proptest::sample::select(b" \t\n;{\r}".to_vec()),
+                1 => proptest::prelude::any::<u8>(),
+            ],
+            0..70,
+        ),
+        from in 0usize..70,
+    ) {
+        let from = from.min(bytes.len());
+        let want = bytes[from..]
+            .iter()
+            .position(|b| matches!(b, b' ' | b'\t' | b'\n' | b';' | b'{'))
+            .map_or(bytes.len(), |p| from + p);
+        proptest::prop_assert_eq!(path_stop(&bytes, from), want);
+    }
+}
+
 // ---- per-metric limits ----
 
 fn limited(max_tags: usize, max_series_key_bytes: usize) -> Batch {
