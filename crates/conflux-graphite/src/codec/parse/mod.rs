@@ -695,9 +695,9 @@ fn plain_metric(path: &str, value: f64, ts: i64, batch: &mut Batch) -> Result<()
     if path.is_empty() {
         return Err(ErrorKind::MissingName.into());
     }
-    let mut b = batch.metric(path);
-    b.field("value", Value::Float(value));
-    b.finish(ts).map_err(builder_error)
+    batch
+        .push_float(path, "value", value, ts)
+        .map_err(builder_error)
 }
 
 /// A refusal of the batch's builder as the line's error.
