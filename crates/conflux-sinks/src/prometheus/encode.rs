@@ -64,8 +64,7 @@
 //! empty), is encoded straight from its tags, in their order: nothing is
 //! copied or sorted first.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasher, Hasher, RandomState};
 
 use conflux_core::metric::MetricRef;
 use conflux_core::naming::{NameBuf, Naming, SingleValue, Skip, sanitize_prometheus_label};
@@ -184,8 +183,6 @@ struct Point {
 struct Group {
     /// A point of the group, whose series key is the group's.
     rep: u32,
-    /// Next group with the same hash (`u32::MAX`: none).
-    next: u32,
     count: u32,
 }
 
@@ -408,23 +405,8 @@ fn series_hash(labels: u64, name: u64) -> u64 {
     (x as u64) ^ ((x >> 64) as u64)
 }
 
-/// The map's keys are already well-mixed hashes.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
+/// A free slot of `Encoder::slots`.
+const EMPTY: u32 = u32::MAX;
 
 /// Reusable encoder, one per endpoint: its tables and buffers keep their
 /// capacity between batches, so encoding allocates nothing per metric.
@@ -448,7 +430,10 @@ pub struct Encoder {
     metrics: Vec<MetricRec>,
     points: Vec<Point>,
     groups: Vec<Group>,
-    index: HashMap<u64, u32, BuildHasherDefault<IdHasher>>,
+    /// Groups by series hash: an open-addressing table (linear probing,
+    /// `EMPTY` free) of at least twice the batch's points, refilled per
+    /// batch. Cheaper than a `HashMap` for keys that are hashes already.
+    slots: Vec<u32>,
     /// Point indices in written order.
     order: Vec<u32>,
     starts: Vec<u32>,
@@ -488,7 +473,7 @@ impl Encoder {
             metrics: Vec::new(),
             points: Vec::new(),
             groups: Vec::new(),
-            index: HashMap::default(),
+            slots: Vec::new(),
             order: Vec::new(),
             starts: Vec::new(),
             counted: Vec::new(),
@@ -721,7 +706,9 @@ impl Encoder {
     /// Group the points by series; fill `order` with the written order.
     fn order_points(&mut self) {
         self.groups.clear();
-        self.index.clear();
+        self.slots.clear();
+        self.slots
+            .resize((2 * self.points.len()).next_power_of_two().max(16), EMPTY);
         for i in 0..self.points.len() {
             let group = self.group_of(i);
             self.points[i].group = group;
@@ -761,30 +748,26 @@ impl Encoder {
 
     /// The group of point `i`, made when its series is new.
     fn group_of(&mut self, i: usize) -> u32 {
-        let hash = self.points[i].hash;
-        let fresh = self.groups.len() as u32;
-        let head = *self.index.entry(hash).or_insert(fresh);
-        if head != fresh {
-            let mut g = head;
-            loop {
-                if self.same_series(self.groups[g as usize].rep as usize, i) {
-                    return g;
-                }
-                let next = self.groups[g as usize].next;
-                if next == u32::MAX {
-                    // A hash collision: a new group chained after the last.
-                    self.groups[g as usize].next = fresh;
-                    break;
-                }
-                g = next;
+        let mask = self.slots.len() - 1;
+        // Series hashes are keyed and mixed: their low bits index well.
+        let mut at = self.points[i].hash as usize & mask;
+        loop {
+            let g = self.slots[at];
+            if g == EMPTY {
+                let fresh = self.groups.len() as u32;
+                self.slots[at] = fresh;
+                self.groups.push(Group {
+                    rep: i as u32,
+                    count: 0,
+                });
+                return fresh;
             }
+            if self.same_series(self.groups[g as usize].rep as usize, i) {
+                return g;
+            }
+            // Another series here (its hash, or only these bits, collide).
+            at = (at + 1) & mask;
         }
-        self.groups.push(Group {
-            rep: i as u32,
-            next: u32::MAX,
-            count: 0,
-        });
-        fresh
     }
 
     fn same_series(&self, a: usize, b: usize) -> bool {
@@ -1251,6 +1234,44 @@ mod tests {
             ]
         );
         assert_eq!((e.metrics, e.points, e.series), (5, 5, 2));
+    }
+
+    /// Series told apart by their bytes when their hashes collide, fully
+    /// (all equal) or in the bits that pick a slot of the group table.
+    #[test]
+    fn series_whose_hashes_collide_are_still_told_apart() {
+        let mut b = Batch::new();
+        for i in 0..40 {
+            let mut m = b.metric(&format!("m{}", i % 7));
+            m.tag("host", &format!("h{}", i % 3))
+                .field("v", Value::Float(f64::from(i)));
+            m.finish(i64::from(40 - i) * 1_000_000).unwrap();
+        }
+        let metrics: Vec<MetricRef<'_>> = b.iter().collect();
+        let mut enc = prom();
+        enc.load(&metrics);
+        type Written = Vec<(Vec<(String, String)>, Vec<(f64, i64)>)>;
+        let written = |enc: &Encoder| -> Written {
+            enc.series()
+                .map(|s| {
+                    let labels = s.labels().map(|(k, v)| (k.to_owned(), v.to_owned()));
+                    (labels.collect(), s.samples().collect())
+                })
+                .collect()
+        };
+        let want = written(&enc);
+        // 21 series (7 names by 3 hosts) holding the 40 samples.
+        assert_eq!(want.len(), 21);
+        assert_eq!(want.iter().map(|(_, s)| s.len()).sum::<usize>(), 40);
+        let hashes: Vec<u64> = enc.points.iter().map(|p| p.hash).collect();
+        // All equal; or equal in the low bits only.
+        for collide in [|_: u64| 7, |h: u64| h << 32] {
+            for (p, &h) in enc.points.iter_mut().zip(&hashes) {
+                p.hash = collide(h);
+            }
+            enc.order_points();
+            assert_eq!(written(&enc), want);
+        }
     }
 
     #[test]
