@@ -312,8 +312,8 @@ impl Parser {
             return None;
         }
         let path_end = path_stop(input, pos);
-        // An empty line; `;` and `{` start tags.
-        if path_end == pos || !matches!(input.get(path_end), Some(b' ' | b'\t')) {
+        // An empty line stops at once on its `\n`; `;` and `{` start tags.
+        if !matches!(input.get(path_end), Some(b' ' | b'\t')) {
             return None;
         }
         let at = path_end + blanks(&input[path_end..]);
@@ -982,8 +982,7 @@ fn blanks(s: &[u8]) -> usize {
 }
 
 fn skip_blanks(s: &[u8]) -> &[u8] {
-    let i = s.iter().position(|&b| !is_blank(b)).unwrap_or(s.len());
-    &s[i..]
+    &s[blanks(s)..]
 }
 
 /// Length of the token at the start of `s` (up to a blank).
