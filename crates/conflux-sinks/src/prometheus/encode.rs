@@ -1011,38 +1011,21 @@ fn sample_len(value: f64, ts_ms: i64) -> usize {
     v + t
 }
 
-/// [`NAME_LABEL`] as an array, for [`put_name_label`].
-const NAME_BYTES: [u8; 8] = match NAME_LABEL.as_bytes() {
-    &[a, b, c, d, e, f, g, h] => [a, b, c, d, e, f, g, h],
-    _ => panic!("`__name__` is eight bytes"),
-};
-
 /// `put_label(out, NAME_LABEL, name)`, with the framing and `__name__`
 /// written as one 14-byte array when the lengths fit a byte each: this runs
 /// for every series.
 fn put_name_label(out: &mut Vec<u8>, name: &[u8]) {
+    const N: usize = NAME_LABEL.len();
     let v = name.len();
-    if NAME_LABEL.len() + v >= 124 {
+    if N + v >= 124 {
         put_label(out, NAME_LABEL, name);
         return;
     }
-    let [a, b, c, d, e, f, g, h] = NAME_BYTES;
-    out.extend_from_slice(&[
-        TAG_LABEL,
-        (4 + NAME_LABEL.len() + v) as u8,
-        TAG_NAME,
-        NAME_LABEL.len() as u8,
-        a,
-        b,
-        c,
-        d,
-        e,
-        f,
-        g,
-        h,
-        TAG_LABEL_VALUE,
-        v as u8,
-    ]);
+    let mut head = [0u8; 6 + N];
+    head[..4].copy_from_slice(&[TAG_LABEL, (4 + N + v) as u8, TAG_NAME, N as u8]);
+    head[4..4 + N].copy_from_slice(NAME_LABEL.as_bytes());
+    head[4 + N..].copy_from_slice(&[TAG_LABEL_VALUE, v as u8]);
+    out.extend_from_slice(&head);
     out.extend_from_slice(name);
 }
 
