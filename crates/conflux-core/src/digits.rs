@@ -24,6 +24,56 @@ pub const POW10: [f64; 23] = [
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
 
+/// `mantissa / 10^frac_digits`, correctly rounded (to nearest, ties to
+/// even); `None` past 22 fraction digits, or past 19 for a mantissa of
+/// 2^53 or more.
+///
+/// Below 2^53 it is Clinger's fast path: the mantissa and the power of ten
+/// are exact, so one division rounds once. Telegraf's and Python's shortest
+/// round-trip floats have up to 17 digits, and about a fifth of them pass
+/// 2^53; those are divided exactly in 128-bit integers instead, with the
+/// remainder deciding the rounding (std's parser would need the token as a
+/// `str` and a general algorithm for the same answer).
+#[inline]
+pub fn decimal(mantissa: u64, frac_digits: usize) -> Option<f64> {
+    if mantissa < (1 << 53) {
+        return Some(mantissa as f64 / *POW10.get(frac_digits)?);
+    }
+    let den = *POW10_U64_19.get(frac_digits)?;
+    if den == 1 {
+        // An integer: the conversion rounds to nearest, ties to even.
+        return Some(mantissa as f64);
+    }
+    // Scale the numerator so that the quotient has 55 bits at least (53,
+    // a rounding bit and one more); it stays below 2^120.
+    let bits = |x: u128| 128 - x.leading_zeros();
+    let scale = (55 + bits(u128::from(den))).saturating_sub(bits(u128::from(mantissa)));
+    let num = u128::from(mantissa) << scale;
+    let q = num / u128::from(den);
+    let inexact = q * u128::from(den) != num;
+    let drop = bits(q) - 53;
+    let mut kept = (q >> drop) as u64;
+    let rest = q & ((1 << drop) - 1);
+    let half = 1u128 << (drop - 1);
+    if rest > half || (rest == half && (inexact || kept & 1 == 1)) {
+        kept += 1;
+    }
+    // `kept` < 2^54 and `drop - scale` > -70: both exact in an f64.
+    let exp = i64::from(drop) - i64::from(scale);
+    Some(kept as f64 * f64::from_bits(((1023 + exp) as u64) << 52))
+}
+
+/// 10^0 to 10^19, every power of ten a u64 holds.
+const POW10_U64_19: [u64; 20] = {
+    let mut p = [1u64; 20];
+    let mut i = 1;
+    while i < 20 {
+        p[i] = p[i - 1] * 10;
+        i += 1;
+    }
+    p
+};
+
 /// The digits at the start of `b` appended to `acc` (wrapping: callers
 /// bound the count), and how many there were.
 ///
@@ -112,6 +162,52 @@ mod tests {
             }
             proptest::prop_assert_eq!(leading_digits(&b, acc), (want, n));
         }
+    }
+
+    proptest::proptest! {
+        /// What std's parser makes of the same digits, for mantissas of
+        /// every size (most past 2^53) and 0 to 19 fraction digits.
+        #[test]
+        fn decimals_round_as_the_standard_parser_does(
+            mantissa in proptest::prop_oneof![
+                0u64..(1 << 53),
+                (1u64 << 53)..(1 << 60),
+                proptest::num::u64::ANY,
+                (1u64 << 53)..(1 << 53) + 1000,
+            ],
+            frac in 0usize..20,
+        ) {
+            let digits = format!("{mantissa:0>width$}", width = frac + 1);
+            let (int, fraction) = digits.split_at(digits.len() - frac);
+            let text = format!("{int}.{fraction}");
+            let want: f64 = text.parse().unwrap_or_default();
+            proptest::prop_assert_eq!(decimal(mantissa, frac).map(f64::to_bits), Some(want.to_bits()), "{}", text);
+        }
+    }
+
+    #[test]
+    fn decimals_at_rounding_ties_go_to_even() {
+        // 2^53 + 1 and 2^53 + 3 lie halfway between two floats.
+        assert_eq!(
+            decimal(9_007_199_254_740_993, 0),
+            Some(9_007_199_254_740_992.0)
+        );
+        assert_eq!(
+            decimal(90_071_992_547_409_930, 1),
+            Some(9_007_199_254_740_992.0)
+        );
+        assert_eq!(
+            decimal(90_071_992_547_409_931, 1),
+            Some(9_007_199_254_740_994.0)
+        );
+        assert_eq!(
+            decimal(9_007_199_254_740_995, 0),
+            Some(9_007_199_254_740_996.0)
+        );
+        assert_eq!(decimal(u64::MAX, 19), Some(1.8446744073709552));
+        assert_eq!(decimal(1, 22), Some(1e-22));
+        assert_eq!(decimal(1, 23), None);
+        assert_eq!(decimal(1 << 53, 20), None);
     }
 
     #[test]

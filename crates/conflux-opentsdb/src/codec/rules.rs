@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 
 use conflux_core::Value;
-use conflux_core::digits::{POW10, leading_digits};
+use conflux_core::digits::{decimal, leading_digits};
 use conflux_core::naming::is_letter;
 use conflux_core::time::{Precision, SecondsOrMillis, TimestampError};
 
@@ -249,10 +249,9 @@ pub(crate) fn read_value(word: &str) -> Result<Value<'static>, Fail> {
 
 /// The usual value words, read in one pass: `[+-]digits` of at most 18
 /// digits (an int, as [`parse_long`] reads it) and `[+-]digits.digits`
-/// whose digits make an integer below 2^53 (a float by Clinger's fast path:
-/// the integer and the power of ten are exact, so one division rounds once,
-/// correctly, to what `str::parse::<f64>` gives). `None` for anything else,
-/// which [`read_value`] reads the general way.
+/// of at most 19 digits (a float, read exactly by [`decimal`] to what
+/// `str::parse::<f64>` gives). `None` for anything else, which
+/// [`read_value`] reads the general way.
 #[inline]
 fn plain_number(b: &[u8]) -> Option<Value<'static>> {
     let (neg, digits) = match b {
@@ -274,10 +273,10 @@ fn plain_number(b: &[u8]) -> Option<Value<'static>> {
         Some(b'.') => {
             let frac = digits.get(n + 1..)?;
             let (mantissa, frac_digits) = leading_digits(frac, mantissa);
-            if frac_digits != frac.len() || n + frac_digits == 0 || mantissa >= (1u64 << 53) {
+            if frac_digits != frac.len() || n + frac_digits == 0 {
                 return None;
             }
-            let v = mantissa as f64 / *POW10.get(frac_digits)?;
+            let v = decimal(mantissa, frac_digits)?;
             Some(Value::Float(if neg { -v } else { v }))
         }
         _ => None,
