@@ -33,7 +33,7 @@ use std::sync::Arc;
 use conflux_core::metric::DuplicateTags;
 use conflux_core::{Batch, MetricError, Value};
 
-use conflux_core::digits::{POW10, POW10_U64, leading_digits};
+use conflux_core::digits::{POW10_U64, decimal, leading_digits};
 use conflux_core::quote::unable_to_parse;
 
 use super::error::{ErrorKind, LineError};
@@ -951,23 +951,39 @@ fn trim(input: &[u8], mut start: usize, mut end: usize) -> (usize, usize) {
 /// (a path is ~90 bytes; three `memchr` calls over it cost twice as much).
 fn path_stop(input: &[u8], from: usize) -> usize {
     let rest = input.get(from..).unwrap_or_default();
-    let mut at = 0;
-    for block in rest.as_chunks::<16>().0 {
+    let (blocks, tail) = rest.as_chunks::<16>();
+    let mut at = from;
+    for block in blocks {
         let mut any = 0u8;
         for &c in block {
             any |= u8::from(is_path_stop(c));
         }
         if any != 0 {
-            break;
+            let [lo, hi] = [&block[..8], &block[8..]]
+                .map(|w| first_stop(u64::from_le_bytes(w.try_into().unwrap_or_default())));
+            return at + if lo < 8 { lo } else { 8 + hi };
         }
         at += 16;
     }
-    let tail = rest.get(at..).unwrap_or_default();
-    from + at
-        + tail
-            .iter()
-            .position(|&c| is_path_stop(c))
-            .unwrap_or(tail.len())
+    at + tail
+        .iter()
+        .position(|&c| is_path_stop(c))
+        .unwrap_or(tail.len())
+}
+
+/// The place of the first path stop among the eight bytes of `w` (little
+/// endian), 8 when there is none: a word at a time, where a byte loop over
+/// the block that holds the stop was most of a path's scan.
+fn first_stop(w: u64) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    // The high bit of each byte equal to `c`; a borrow can only mark
+    // bytes above a true match, so the lowest mark is exact.
+    let marks = |c: u8| {
+        let x = w ^ (LO * u64::from(c));
+        x.wrapping_sub(LO) & !x & (LO << 7)
+    };
+    let m = marks(b' ') | marks(b'\t') | marks(b'\n') | marks(b';') | marks(b'{');
+    (m.trailing_zeros() / 8) as usize
 }
 
 #[inline(always)]
@@ -1053,11 +1069,10 @@ fn fast_float(tok: &[u8]) -> Option<f64> {
 }
 
 /// The longest `[-]digits[.digits]` at the start of `b` (a digit at least),
-/// read, and its length; what follows it is the caller's to check. Digits
-/// making an integer below 2^53 take Clinger's fast path: both the integer
-/// and the power of ten are exact, so one division rounds once, correctly.
-/// Longer ones (Telegraf's shortest round-trip floats have up to 17 digits,
-/// 16 of which fit) go to std's parser, which takes any such decimal.
+/// read, and its length; what follows it is the caller's to check. Up to
+/// 19 digits are read exactly by [`decimal`] (Telegraf's and Python's
+/// shortest round-trip floats have up to 17); longer ones go to std's
+/// parser, which takes any such decimal.
 fn decimal_prefix(b: &[u8]) -> Option<(f64, usize)> {
     let (negative, digits) = match b.split_first() {
         Some((b'-', rest)) => (true, rest),
@@ -1075,13 +1090,14 @@ fn decimal_prefix(b: &[u8]) -> Option<(f64, usize)> {
     if n + frac_digits == 0 {
         return None;
     }
-    // `leading_digits` wraps past 19 digits.
-    if n + frac_digits > 19 || mantissa >= (1u64 << 53) {
-        let v = std::str::from_utf8(&b[..len]).ok()?.parse().ok()?;
-        return Some((v, len));
-    }
-    let v = mantissa as f64 / *POW10.get(frac_digits)?;
-    Some((if negative { -v } else { v }, len))
+    let v = if n + frac_digits <= 19 {
+        let v = decimal(mantissa, frac_digits)?;
+        if negative { -v } else { v }
+    } else {
+        // `leading_digits` wraps past 19 digits: std's parser, sign and all.
+        std::str::from_utf8(&b[..len]).ok()?.parse().ok()?
+    };
+    Some((v, len))
 }
 
 const NANOS: i64 = 1_000_000_000;
