@@ -1,20 +1,18 @@
 //! Reading decimal digits fast, for the parsers of every dialect: numbers
 //! are most of a Graphite or OpenTSDB line's bytes.
 
-/// 10^0 to 10^9, as integers: scaling digits read eight at a time, and
-/// fractions of a second to nanoseconds.
-pub const POW10_U64: [u64; 10] = [
-    1,
-    10,
-    100,
-    1_000,
-    10_000,
-    100_000,
-    1_000_000,
-    10_000_000,
-    100_000_000,
-    1_000_000_000,
-];
+/// 10^0 to 10^19, every power of ten a u64 holds: scaling digits read
+/// eight at a time, fractions of a second to nanoseconds, and the exact
+/// division of [`decimal`].
+pub const POW10_U64: [u64; 20] = {
+    let mut p = [1u64; 20];
+    let mut i = 1;
+    while i < 20 {
+        p[i] = p[i - 1] * 10;
+        i += 1;
+    }
+    p
+};
 
 /// Powers of ten, all exact as f64 (10^22 is the largest that is): with a
 /// mantissa below 2^53, one division by one of them rounds once, correctly
@@ -39,7 +37,7 @@ pub fn decimal(mantissa: u64, frac_digits: usize) -> Option<f64> {
     if mantissa < (1 << 53) {
         return Some(mantissa as f64 / *POW10.get(frac_digits)?);
     }
-    let den = *POW10_U64_19.get(frac_digits)?;
+    let den = *POW10_U64.get(frac_digits)?;
     if den == 1 {
         // An integer: the conversion rounds to nearest, ties to even.
         return Some(mantissa as f64);
@@ -62,17 +60,6 @@ pub fn decimal(mantissa: u64, frac_digits: usize) -> Option<f64> {
     let exp = i64::from(drop) - i64::from(scale);
     Some(kept as f64 * f64::from_bits(((1023 + exp) as u64) << 52))
 }
-
-/// 10^0 to 10^19, every power of ten a u64 holds.
-const POW10_U64_19: [u64; 20] = {
-    let mut p = [1u64; 20];
-    let mut i = 1;
-    while i < 20 {
-        p[i] = p[i - 1] * 10;
-        i += 1;
-    }
-    p
-};
 
 /// The digits at the start of `b` appended to `acc` (wrapping: callers
 /// bound the count), and how many there were.
