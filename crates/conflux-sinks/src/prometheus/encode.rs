@@ -455,9 +455,6 @@ pub struct Encoder {
     /// Keys the series hashes, so that input cannot be made to collide.
     seed: u64,
     shared: foldhash::SharedSeed,
-    /// Bytes of `bodies` in use; the rest keeps its length so that it is
-    /// not zeroed again for every request.
-    used: usize,
     /// Series names of the loaded batch (ASCII or UTF-8: names are `str`s).
     text: Vec<u8>,
     /// Sanitized label names and values of the metric being loaded.
@@ -478,10 +475,11 @@ pub struct Encoder {
     /// Whether a metric was counted in a request already.
     counted: Vec<bool>,
     repeats: bool,
+    /// The protobuf not compressed yet: while encoding, less than one
+    /// Snappy block (and the series that crossed its end).
     proto: Vec<u8>,
-    bodies: Vec<u8>,
+    compressed: Compressed,
     requests: Vec<RequestRec>,
-    snappy: snap::raw::Encoder,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -503,7 +501,6 @@ impl Encoder {
             names: Names::default(),
             seed: keys.hash_one(0u8),
             shared: foldhash::SharedSeed::from_u64(keys.hash_one(1u8)),
-            used: 0,
             text: Vec::new(),
             label_text: String::new(),
             labels: Vec::new(),
@@ -517,9 +514,8 @@ impl Encoder {
             counted: Vec::new(),
             repeats: false,
             proto: Vec::new(),
-            bodies: Vec::new(),
+            compressed: Compressed::default(),
             requests: Vec::new(),
-            snappy: snap::raw::Encoder::new(),
         }
     }
 
@@ -535,7 +531,7 @@ impl Encoder {
     ) -> Result<Encoded, EncodeError> {
         let mut enc = self.load(metrics);
         self.requests.clear();
-        self.used = 0;
+        self.compressed.clear();
         self.counted.clear();
         self.counted.resize(metrics.len(), false);
         let max = max_samples.max(1);
@@ -543,37 +539,26 @@ impl Encoder {
         while start < self.order.len() {
             let end = (start + max).min(self.order.len());
             self.proto.clear();
-            let (series, counted) = self.write_range(start, end);
+            self.compressed.begin();
+            let (series, counted) = self.write_range(start, end, true)?;
             enc.series += series;
-            let at = self.used;
-            let room = snap::raw::max_compress_len(self.proto.len());
-            if room == 0 {
-                return Err(EncodeError::TooLarge(self.proto.len()));
-            }
-            if self.bodies.len() < at + room {
-                self.bodies.resize(at + room, 0);
-            }
-            let n = self
-                .snappy
-                .compress(&self.proto, &mut self.bodies[at..at + room])
-                .map_err(|_| EncodeError::TooLarge(self.proto.len()))?;
-            self.used = at + n;
+            let body = self.compressed.finish(&mut self.proto)?;
             self.requests.push(RequestRec {
-                body: (at, at + n),
+                body,
                 samples: end - start,
                 metrics: counted,
             });
             start = end;
         }
         enc.requests = self.requests.len();
-        enc.bytes = self.used;
+        enc.bytes = self.requests.iter().map(|r| r.body.1 - r.body.0).sum();
         Ok(enc)
     }
 
     /// The requests of the last [`Encoder::encode`], in order.
     pub fn requests(&self) -> impl ExactSizeIterator<Item = Request<'_>> + '_ {
         self.requests.iter().map(|r| Request {
-            body: &self.bodies[r.body.0..r.body.1],
+            body: &self.compressed.bodies[r.body.0..r.body.1],
             samples: r.samples,
             metrics: r.metrics,
         })
@@ -849,7 +834,8 @@ impl Encoder {
     /// to `out` (benchmarks and tests).
     pub fn write_protobuf(&mut self, out: &mut Vec<u8>) {
         self.proto.clear();
-        self.write_range(0, self.order.len());
+        // Nothing is compressed: the one error is compression's.
+        let _ = self.write_range(0, self.order.len(), false);
         out.extend_from_slice(&self.proto);
     }
 
@@ -867,9 +853,16 @@ impl Encoder {
         end
     }
 
-    /// `order[start..end]` as `TimeSeries` messages into `proto`; returns
-    /// the series written and the metrics counted for the first time.
-    fn write_range(&mut self, start: usize, end: usize) -> (usize, usize) {
+    /// `order[start..end]` as `TimeSeries` messages into `proto`, each
+    /// whole Snappy block of it compressed as soon as it is written when
+    /// `compress`; returns the series written and the metrics counted for
+    /// the first time.
+    fn write_range(
+        &mut self,
+        start: usize,
+        end: usize,
+        compress: bool,
+    ) -> Result<(usize, usize), EncodeError> {
         let mut series = 0;
         let mut counted = 0;
         let mut at = start;
@@ -922,13 +915,135 @@ impl Encoder {
             }
             series += 1;
             at = run;
+            if compress && self.proto.len() >= SNAPPY_BLOCK {
+                self.compressed.blocks(&mut self.proto)?;
+            }
         }
-        (series, counted)
+        Ok((series, counted))
     }
 
     fn name(&self, s: Span) -> &[u8] {
         bytes_of(&self.text, s)
     }
+}
+
+/// The size of Snappy's blocks: `snap` (as every Snappy) compresses its
+/// input in blocks of 64 KiB, each on its own with a fresh table.
+const SNAPPY_BLOCK: usize = 1 << 16;
+
+/// Room for a request's header, the varint of its uncompressed length
+/// (at most 4 GiB, Snappy's limit: five bytes).
+const SNAPPY_HEAD: usize = 5;
+
+/// Requests compressed a Snappy block at a time, as the protobuf is
+/// written: the block is compressed while it is still in cache, and the
+/// protobuf never needs more room than a block and a series. The bytes
+/// are those `snap` makes of the whole protobuf at once, since it splits
+/// it into the same independent blocks.
+struct Compressed {
+    snappy: snap::raw::Encoder,
+    /// The requests of the batch, one after the other. Its length only
+    /// grows, so that room is not zeroed again for every batch.
+    bodies: Vec<u8>,
+    /// Where the request being written starts (its header's room).
+    head: usize,
+    /// End of its compressed blocks so far.
+    end: usize,
+    /// Uncompressed bytes in them.
+    raw: usize,
+}
+
+impl Default for Compressed {
+    fn default() -> Self {
+        Compressed {
+            snappy: snap::raw::Encoder::new(),
+            bodies: Vec::new(),
+            head: 0,
+            end: 0,
+            raw: 0,
+        }
+    }
+}
+
+impl Compressed {
+    fn clear(&mut self) {
+        self.end = 0;
+    }
+
+    /// Start a request after the last one.
+    fn begin(&mut self) {
+        self.head = self.end;
+        self.end = self.head + SNAPPY_HEAD;
+        self.raw = 0;
+    }
+
+    /// Compress the whole blocks at the front of `proto`, keeping the rest.
+    fn blocks(&mut self, proto: &mut Vec<u8>) -> Result<(), EncodeError> {
+        let mut done = 0;
+        while proto.len() - done >= SNAPPY_BLOCK {
+            self.block(&proto[done..done + SNAPPY_BLOCK])?;
+            done += SNAPPY_BLOCK;
+        }
+        proto.copy_within(done.., 0);
+        proto.truncate(proto.len() - done);
+        Ok(())
+    }
+
+    /// Compress what is left of `proto` and close the request: the span
+    /// of its body in `bodies`.
+    fn finish(&mut self, proto: &mut Vec<u8>) -> Result<(usize, usize), EncodeError> {
+        self.blocks(proto)?;
+        if !proto.is_empty() {
+            self.block(proto)?;
+            proto.clear();
+        }
+        // The header ends where the first block starts.
+        let len = varint_len(self.raw as u64);
+        let at = self.head + SNAPPY_HEAD - len;
+        put_varint_slice(
+            &mut self.bodies[at..self.head + SNAPPY_HEAD],
+            self.raw as u64,
+        );
+        Ok((at, self.end))
+    }
+
+    /// One block (at most [`SNAPPY_BLOCK`] bytes), appended to the request.
+    fn block(&mut self, block: &[u8]) -> Result<(), EncodeError> {
+        let too_large = EncodeError::TooLarge(self.raw + block.len());
+        if self.raw + block.len() > u32::MAX as usize {
+            return Err(too_large);
+        }
+        // `snap` writes a whole stream: the block's length as a header (three
+        // bytes at most), then the block. It is written over the end of what
+        // is there, which is put back, so that the block follows it.
+        let len = varint_len(block.len() as u64);
+        let at = self.end - len;
+        let room = snap::raw::max_compress_len(block.len());
+        if self.bodies.len() < at + room {
+            self.bodies.resize(at + room, 0);
+        }
+        let mut kept = [0u8; 3];
+        kept[..len].copy_from_slice(&self.bodies[at..self.end]);
+        let n = self
+            .snappy
+            .compress(block, &mut self.bodies[at..at + room])
+            .map_err(|_| too_large)?;
+        self.bodies[at..self.end].copy_from_slice(&kept[..len]);
+        self.end = at + n;
+        self.raw += block.len();
+        Ok(())
+    }
+}
+
+/// `v` as a varint into `out`, which has room for it.
+fn put_varint_slice(out: &mut [u8], mut v: u64) {
+    let mut i = 0;
+    while v >= 0x80 {
+        out[i] = (v as u8) | 0x80;
+        v >>= 7;
+        i += 1;
+    }
+    out[i] = v as u8;
 }
 
 fn str_of(text: &str, s: Span) -> &str {
@@ -1102,6 +1217,9 @@ mod tests {
         let mut requests = Vec::new();
         for r in enc.requests() {
             let raw = snap::raw::Decoder::new().decompress_vec(r.body).unwrap();
+            // Compressed a block at a time, it is what snap makes of it whole.
+            let whole = snap::raw::Encoder::new().compress_vec(&raw).unwrap();
+            assert!(whole == r.body, "same bytes as snap");
             let wr = WriteRequest::decode(&raw[..]).unwrap();
             let neg_zero = wr
                 .timeseries
@@ -1463,6 +1581,47 @@ mod tests {
             enc.requests().map(|r| (r.samples, r.metrics)).collect();
         // Each metric counts once, in the request of its first sample.
         assert_eq!(per_request, [(2, 2), (2, 2), (2, 2), (1, 0)]);
+    }
+
+    #[test]
+    fn requests_of_many_snappy_blocks_are_compressed_as_snap_does_them_whole() {
+        // About 330 kB of protobuf: distinct series with tags, then one
+        // series of 12 000 samples (some 200 kB in one `TimeSeries`).
+        let mut batch = Batch::new();
+        for i in 0..1500 {
+            let mut b = batch.metric("some_fairly_long_measurement_name");
+            b.tag("host", &format!("host-{:05}.example.org", i / 7))
+                .tag("instance", &format!("{i}"))
+                .field(
+                    &format!("field_{}", i % 7),
+                    Value::Float(f64::from(i) / 3.0),
+                );
+            b.finish(T + i64::from(i)).unwrap();
+        }
+        for i in 0..12_000 {
+            let mut b = batch.metric("long");
+            b.field("value", Value::Float(f64::from(i).sqrt()));
+            b.finish(T + i64::from(i) * 1_000_000).unwrap();
+        }
+        let mut enc = prom();
+        let metrics: Vec<MetricRef<'_>> = batch.iter().collect();
+        enc.load(&metrics);
+        let mut whole = Vec::new();
+        enc.write_protobuf(&mut whole);
+        assert!(whole.len() > 5 * SNAPPY_BLOCK, "{}", whole.len());
+        let (e, reqs) = run(&mut enc, &batch, usize::MAX);
+        assert_eq!((e.requests, e.series, e.points), (1, 1501, 13_500));
+        assert_eq!(reqs[0][1500].1.len(), 12_000);
+        let body = enc.requests().next().unwrap().body;
+        let snapped = snap::raw::Encoder::new().compress_vec(&whole).unwrap();
+        assert!(body == snapped.as_slice(), "not snap's bytes");
+        // Split: each request on its own, and a reused encoder again.
+        for max in [1000, 7000, 13_499] {
+            let (e, reqs) = run(&mut enc, &batch, max);
+            assert_eq!(e.requests, 13_500usize.div_ceil(max));
+            let points: usize = reqs.iter().flatten().map(|s| s.1.len()).sum();
+            assert_eq!(points, 13_500);
+        }
     }
 
     #[test]
