@@ -87,6 +87,27 @@ fn repeated() -> Batch {
     b
 }
 
+/// 6 000 Graphite plain points as the shared benchmark sends them: a
+/// 90-byte dotted path each (its series name once sanitized), no tags,
+/// every series once, 17-digit values.
+fn graphite() -> Batch {
+    let mut b = Batch::new();
+    let mut rng = fastrand::Rng::with_seed(11);
+    let fields = ["user", "system", "idle", "nice", "iowait", "irq"];
+    for i in 0..6_000 {
+        let path = format!(
+            "host-{:05}.x86_64.us-east-1a.cpu{}.prod.linux.r17.us-east-1.cache.payments.cpu.usage_{}",
+            i / 60,
+            i / 6 % 10,
+            fields[i % 6]
+        );
+        let mut m = b.metric(&path);
+        m.field("value", Value::Float(rng.f64() * 100.0));
+        m.finish(T).unwrap();
+    }
+    b
+}
+
 fn encoder() -> Encoder {
     Encoder::new(Naming::for_target(Target::Prometheus))
 }
@@ -150,7 +171,11 @@ fn snappy(snap: &mut snap::raw::Encoder, proto: &[u8], out: &mut Vec<u8>) -> usi
 }
 
 fn bench(c: &mut Criterion) {
-    for (case, batch) in [("distinct", distinct()), ("repeated", repeated())] {
+    for (case, batch) in [
+        ("distinct", distinct()),
+        ("repeated", repeated()),
+        ("graphite", graphite()),
+    ] {
         let metrics: Vec<MetricRef<'_>> = batch.iter().collect();
 
         // Both writers must write the same bytes before they are timed.

@@ -481,6 +481,21 @@ fn free_function_matches_the_parser() {
 
 proptest::proptest! {
     #[test]
+    fn short_eq_is_slice_equality(
+        a in proptest::collection::vec(0u8..3, 0..20),
+        b in proptest::collection::vec(0u8..3, 0..20),
+        flip in 0usize..20,
+    ) {
+        proptest::prop_assert_eq!(short_eq(&a, &b), a == b);
+        let mut c = a.clone();
+        if let Some(x) = c.get_mut(flip) {
+            *x ^= 0x80;
+        }
+        proptest::prop_assert_eq!(short_eq(&a, &c), a == c);
+        proptest::prop_assert!(short_eq(&a, &a.clone()));
+    }
+
+    #[test]
     fn the_fast_float_path_agrees_with_the_standard_parser(
         tok in "-?[0-9]{0,17}(\\.[0-9]{0,17})?",
     ) {
