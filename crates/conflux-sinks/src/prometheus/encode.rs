@@ -56,6 +56,9 @@
 //! with `prost` and compare it byte for byte with `prost`'s own encoding.
 //! Unlike `prost` (and Go's generated code), a `-0.0` value is written
 //! explicitly so that its sign survives; proto3 omits only the default, `+0`.
+//! Each 64 KiB Snappy block of it is compressed as soon as it is written,
+//! while it is in cache (the bytes are those of the whole compressed at
+//! once): a request's protobuf is never held whole.
 //!
 //! Each metric's labels are encoded once, as the `Label` fields they will
 //! be written as; grouping compares and hashes those bytes, and writing a
