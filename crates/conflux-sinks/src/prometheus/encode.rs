@@ -1016,9 +1016,9 @@ impl Compressed {
 
     /// One block (at most [`SNAPPY_BLOCK`] bytes), appended to the request.
     fn block(&mut self, block: &[u8]) -> Result<(), EncodeError> {
-        let too_large = EncodeError::TooLarge(self.raw + block.len());
-        if self.raw + block.len() > u32::MAX as usize {
-            return Err(too_large);
+        let raw = self.raw + block.len();
+        if raw > u32::MAX as usize {
+            return Err(EncodeError::TooLarge(raw));
         }
         // `snap` writes a whole stream: the block's length as a header (three
         // bytes at most), then the block. It is written over the end of what
@@ -1034,24 +1034,12 @@ impl Compressed {
         let n = self
             .snappy
             .compress(block, &mut self.bodies[at..at + room])
-            .map_err(|_| too_large)?;
+            .map_err(|_| EncodeError::TooLarge(raw))?;
         self.bodies[at..self.end].copy_from_slice(&kept[..len]);
         self.end = at + n;
-        self.raw += block.len();
+        self.raw = raw;
         Ok(())
     }
-}
-
-/// `v` as a varint into `out`, which has room for it; returns its length.
-fn put_varint_slice(out: &mut [u8], mut v: u64) -> usize {
-    let mut i = 0;
-    while v >= 0x80 {
-        out[i] = (v as u8) | 0x80;
-        v >>= 7;
-        i += 1;
-    }
-    out[i] = v as u8;
-    i + 1
 }
 
 fn str_of(text: &str, s: Span) -> &str {
@@ -1101,12 +1089,22 @@ fn varint_len(v: u64) -> usize {
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+/// `v` as a varint into `out`, which has room for it; returns its length.
+fn put_varint_slice(out: &mut [u8], mut v: u64) -> usize {
+    let mut i = 0;
     while v >= 0x80 {
-        out.push((v as u8) | 0x80);
+        out[i] = (v as u8) | 0x80;
         v >>= 7;
+        i += 1;
     }
-    out.push(v as u8);
+    out[i] = v as u8;
+    i + 1
+}
+
+fn put_varint(out: &mut Vec<u8>, v: u64) {
+    let mut b = [0u8; 10];
+    let n = put_varint_slice(&mut b, v);
+    out.extend_from_slice(&b[..n]);
 }
 
 /// Bytes of a length-delimited field with `len` bytes of payload.
