@@ -339,11 +339,18 @@ impl Batch {
     /// An empty batch with room for `metrics` metrics and `bytes` bytes of strings.
     /// Tags and fields are sized for ten per metric, a typical Telegraf line.
     pub fn with_capacity(metrics: usize, bytes: usize) -> Self {
+        Self::with_capacities(metrics, metrics * 10, metrics * 10, bytes)
+    }
+
+    /// An empty batch with room for `metrics` metrics, `tags` tags, `fields`
+    /// fields and `bytes` bytes of strings: for a listener whose lines have
+    /// a known shape (a Graphite line has one field).
+    pub fn with_capacities(metrics: usize, tags: usize, fields: usize, bytes: usize) -> Self {
         Batch {
             arena: String::with_capacity(bytes),
             metrics: Vec::with_capacity(metrics),
-            tags: Vec::with_capacity(metrics * 10),
-            fields: Vec::with_capacity(metrics * 10),
+            tags: Vec::with_capacity(tags),
+            fields: Vec::with_capacity(fields),
             limits: Limits::default(),
         }
     }
