@@ -309,7 +309,10 @@ impl<E: Endpoint> Sink for Endpoints<E> {
     }
 
     async fn send(&mut self, batch: &[BatchView]) -> Result<Sent, SinkError> {
-        let metrics: Vec<MetricRef<'_>> = batch.iter().flat_map(BatchView::iter).collect();
+        // Sized first: a `flat_map` collects by doubling, a dozen moves of
+        // the whole list for a flush of thousands.
+        let mut metrics = Vec::with_capacity(batch.iter().map(BatchView::len).sum());
+        metrics.extend(batch.iter().flat_map(BatchView::iter));
         if metrics.is_empty() {
             return Ok(Sent::default());
         }
