@@ -1089,22 +1089,32 @@ fn varint_len(v: u64) -> usize {
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
-/// `v` as a varint into `out`, which has room for it; returns its length.
-fn put_varint_slice(out: &mut [u8], mut v: u64) -> usize {
-    let mut i = 0;
+/// The bytes of `v` as a varint, in order, to `emit`: the one varint loop
+/// of the two writers below.
+#[inline(always)]
+fn varint_bytes(mut v: u64, mut emit: impl FnMut(u8)) {
     while v >= 0x80 {
-        out[i] = (v as u8) | 0x80;
+        emit((v as u8) | 0x80);
         v >>= 7;
-        i += 1;
     }
-    out[i] = v as u8;
-    i + 1
+    emit(v as u8);
 }
 
+/// `v` as a varint into `out`, which has room for it; returns its length.
+fn put_varint_slice(out: &mut [u8], v: u64) -> usize {
+    let mut i = 0;
+    varint_bytes(v, |b| {
+        out[i] = b;
+        i += 1;
+    });
+    i
+}
+
+/// `v` as a varint onto `out`: a push per byte (one or two, nearly always,
+/// after callers reserved room), where a copy of a short slice would be a
+/// `memcpy` call.
 fn put_varint(out: &mut Vec<u8>, v: u64) {
-    let mut b = [0u8; 10];
-    let n = put_varint_slice(&mut b, v);
-    out.extend_from_slice(&b[..n]);
+    varint_bytes(v, |b| out.push(b));
 }
 
 /// Bytes of a length-delimited field with `len` bytes of payload.
