@@ -421,7 +421,8 @@ fn prometheus_sanitize_ascii(
     if first_ok(first as char) {
         out.push(first);
     }
-    out.reserve(rest.len());
+    // Room for a whole block past the end: the tail is written as one.
+    out.reserve(rest.len() + 16);
     let colon = rest_map[usize::from(b':')] == b':';
     let (blocks, tail) = rest.as_chunks::<16>();
     let mut high = [0u8; 16];
@@ -430,18 +431,25 @@ fn prometheus_sanitize_ascii(
         out.extend_from_slice(&map_block(*b, colon));
     }
     if !tail.is_empty() {
-        // The last sixteen bytes, of which the tail ends them; or the tail
-        // alone, zero-padded, when the name is shorter.
-        let (last, from) = match rest.last_chunk::<16>() {
-            Some(c) => (*c, 16 - tail.len()),
+        // The last sixteen bytes mapped over the end of what is written
+        // (the same bytes again, then the tail); or the tail alone,
+        // zero-padded, when the name is shorter, cut after. Whole blocks
+        // are a store each; a copy of the tail's length was a `memcpy`.
+        let end = out.len() + tail.len();
+        let last = match rest.last_chunk::<16>() {
+            Some(c) => {
+                out.truncate(end - 16);
+                *c
+            }
             None => {
                 let mut c = [0u8; 16];
                 c[..tail.len()].copy_from_slice(tail);
-                (c, 0)
+                c
             }
         };
         or_into(&mut high, &last);
-        out.extend_from_slice(&map_block(last, colon)[from..from + tail.len()]);
+        out.extend_from_slice(&map_block(last, colon));
+        out.truncate(end);
     }
     if high.iter().fold(0, |a, &b| a | b) >= 0x80 {
         out.truncate(start);
