@@ -325,7 +325,8 @@ impl Parser {
                 let at = after + blanks(&input[after..]);
                 let (tok, ts) = repeat.ts?;
                 let end = at + tok.len();
-                if input.get(at..end) != Some(tok) || !matches!(input.get(end), None | Some(b'\n'))
+                if !input.get(at..end).is_some_and(|t| short_eq(t, tok))
+                    || !matches!(input.get(end), None | Some(b'\n'))
                 {
                     return None;
                 }
@@ -968,14 +969,18 @@ fn path_stop(input: &[u8], from: usize) -> usize {
     let (blocks, tail) = rest.as_chunks::<16>();
     let mut at = from;
     for block in blocks {
+        // Three tests a byte, not five: a control byte is no stop, but
+        // rare in a path, and the words below find the exact one.
         let mut any = 0u8;
         for &c in block {
-            any |= u8::from(is_path_stop(c));
+            any |= u8::from((c <= b' ') | (c == b';') | (c == b'{'));
         }
         if any != 0 {
             let [lo, hi] = [&block[..8], &block[8..]]
                 .map(|w| first_stop(u64::from_le_bytes(w.try_into().unwrap_or_default())));
-            return at + if lo < 8 { lo } else { 8 + hi };
+            if lo < 8 || hi < 8 {
+                return at + if lo < 8 { lo } else { 8 + hi };
+            }
         }
         at += 16;
     }
