@@ -887,10 +887,15 @@ impl Encoder {
             let first = self.points[self.order[at] as usize];
             let m = self.metrics[first.metric as usize];
             let name = bytes_of(&self.text, first.name);
-            let mut samples_len = 0;
-            for &i in &self.order[at..run] {
+            // The first sample is framed once, for the length and the write:
+            // most series have one (every series of a batch without repeats).
+            let first_sample = sample_field(first.value, ts.of(first.ts_ms));
+            let mut samples_len = first_sample.len();
+            for (k, &i) in self.order[at..run].iter().enumerate() {
                 let p = &self.points[i as usize];
-                samples_len += sample_field(p.value, ts.of(p.ts_ms)).len();
+                if k > 0 {
+                    samples_len += sample_field(p.value, ts.of(p.ts_ms)).len();
+                }
                 if let Some(c) = self.counted.get_mut(p.metric as usize)
                     && !*c
                 {
@@ -916,7 +921,8 @@ impl Encoder {
             if !after.is_empty() {
                 out.extend_from_slice(after);
             }
-            for &i in &self.order[at..run] {
+            first_sample.put(out);
+            for &i in &self.order[at + 1..run] {
                 let p = &self.points[i as usize];
                 sample_field(p.value, ts.of(p.ts_ms)).put(out);
             }
