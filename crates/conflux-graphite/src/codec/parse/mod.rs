@@ -978,8 +978,9 @@ fn path_stop(input: &[u8], from: usize) -> usize {
         if any != 0 {
             let [lo, hi] = [&block[..8], &block[8..]]
                 .map(|w| first_stop(u64::from_le_bytes(w.try_into().unwrap_or_default())));
-            if lo < 8 || hi < 8 {
-                return at + if lo < 8 { lo } else { 8 + hi };
+            let stop = if lo < 8 { lo } else { 8 + hi };
+            if stop < 16 {
+                return at + stop;
             }
         }
         at += 16;
